@@ -1,0 +1,57 @@
+# The two commands: `make run` (one full turn of the flywheel) and `make test` (the test suite).
+# Both set everything up on a machine with only python3 and git, and are fast when nothing changed.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEFAULT_MODEL := data/models/gguf/SmolLM2-135M-Instruct.Q4_1.gguf
+# One Dagster instance for every run: dagster.yaml here keeps its storage under data/dagster/.
+export DAGSTER_HOME := $(CURDIR)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test setup model ui mlflow lint bench clean
+
+run: setup model
+	$(BIN)/dagster job execute -m flywheel_pipelines.definitions -j flywheel_turn
+	@echo
+	@$(BIN)/flywheel where
+
+test: setup model
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+setup: $(INSTALLED)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# CPU torch first: a plain `torch` requirement would pull a multi-GB CUDA build.
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+model: $(DEFAULT_MODEL)
+
+$(DEFAULT_MODEL): | $(INSTALLED)
+	$(BIN)/flywheel model fetch
+
+ui: setup
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow: setup
+	$(BIN)/mlflow ui --backend-store-uri "$$($(BIN)/flywheel mlflow-uri)" -h 127.0.0.1 -p 5000
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup model
+	$(BIN)/python bench/sandbox_throughput.py
+
+clean:
+	rm -rf data/assets data/adapters data/datasets data/dagster data/mlflow data/feedback.db

@@ -1,0 +1,118 @@
+"""`flywheel`: the command line next to the Dagster UI — import feedback, fetch the default model, show results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flywheel_pipelines.settings import SettingsError, load_settings
+
+
+def _feedback_import(args: argparse.Namespace) -> int:
+    from flywheel_pipelines.deliver.feedback_store import FeedbackImportError, FeedbackStore
+
+    settings = load_settings(args.config)
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"error: no such file: {path}", file=sys.stderr)
+        return 2
+    store = FeedbackStore(settings.feedback_database_url)
+    try:
+        report = store.import_jsonl(path, quarantine_invalid=args.quarantine_invalid)
+    except FeedbackImportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        print("fix those lines, or pass --quarantine-invalid to import the rest", file=sys.stderr)
+        return 1
+    finally:
+        store.dispose()
+    for line in report.invalid:
+        print(f"quarantined line {line.line_number}: {line.reason}", file=sys.stderr)
+    print(report.summary())
+    return 0
+
+
+def _model_fetch(args: argparse.Namespace) -> int:
+    from flywheel_pipelines.define.base_model import fetch_default_model
+
+    settings = load_settings(args.config)
+    target = settings.resolve(settings.base_model.name_or_path)
+    if target.suffix != ".gguf":
+        print(f"base_model is {settings.base_model.name_or_path}: nothing to fetch")
+        return 0
+    path = fetch_default_model(target.parent)
+    if path != target:
+        print(f"error: fetched {path}, but flywheel.yaml names {target}", file=sys.stderr)
+        return 1
+    print(f"default base model at {path}")
+    return 0
+
+
+def _where(args: argparse.Namespace) -> int:
+    """Where to look after a turn of the flywheel."""
+    import pandas as pd
+
+    settings = load_settings(args.config)
+    assets = settings.data_path / "assets"
+    print("Dagster UI:  make ui      (then http://127.0.0.1:3000 — every asset, run and lineage)")
+    print(f"MLflow UI:   make mlflow  (then http://127.0.0.1:5000 — experiment '{settings.tracking.experiment}')")
+    adapter_file, champion_file = assets / "lora_adapter.json", assets / "champion_adapter.json"
+    if adapter_file.exists():
+        adapter = json.loads(adapter_file.read_text())
+        print(f"Adapter:     {adapter['path']} (version {adapter['version']}, MLflow run {adapter['mlflow_run_id']})")
+    if champion_file.exists():
+        champion = json.loads(champion_file.read_text())
+        print(f"Champion:    version {champion['version']} at {champion['adapter_path']} — {champion['reason']}")
+    scores_file = assets / "eval_scores.parquet"
+    if scores_file.exists():
+        scores = pd.read_parquet(scores_file)
+        print(f"Eval table:  {scores_file}\n")
+        print(scores.to_string(index=False))
+    else:
+        print("No eval scores yet: run `make run`.")
+    return 0
+
+
+def _mlflow_uri(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    print(settings.mlflow_tracking_uri)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flywheel", description=__doc__)
+    parser.add_argument("--config", help="flywheel.yaml to use (default: $FLYWHEEL_CONFIG or ./flywheel.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    feedback = sub.add_parser("feedback", help="the feedback store").add_subparsers(dest="action", required=True)
+    imp = feedback.add_parser("import", help="import accept / reject / edit events from a JSONL file")
+    imp.add_argument("file", help="one JSON event per line (schemas/feedback_event.schema.json)")
+    imp.add_argument(
+        "--quarantine-invalid",
+        action="store_true",
+        help="import the valid lines and keep invalid ones in the quarantine table, instead of importing nothing",
+    )
+    imp.set_defaults(func=_feedback_import)
+
+    model = sub.add_parser("model", help="the base model").add_subparsers(dest="action", required=True)
+    model.add_parser("fetch", help="fetch the offline default model (SmolLM2-135M-Instruct GGUF)").set_defaults(
+        func=_model_fetch
+    )
+
+    sub.add_parser("where", help="where to look after a run").set_defaults(func=_where)
+    sub.add_parser("mlflow-uri", help="print the MLflow tracking URI").set_defaults(func=_mlflow_uri)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Batched greedy generation through the shared chat prompts, for a base model with or without a LoRA adapter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flywheel_pipelines.define.chat import prompt_text
+from flywheel_pipelines.define.train import pick_dtype
+
+
+def load_for_generation(
+    base_model_path: str | Path, adapter_path: str | Path | None = None, dtype: str = "auto"
+) -> tuple:
+    """(model, tokenizer) in eval mode; the adapter, when given, is applied with peft."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_model_path = Path(base_model_path)
+    adapter_path = Path(adapter_path) if adapter_path else None
+    source = adapter_path if adapter_path and (adapter_path / "tokenizer_config.json").exists() else base_model_path
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.padding_side = "left"  # generation continues at the right edge of every row
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=pick_dtype(dtype))
+    if adapter_path is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_path)
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    model.eval()
+    return model, tokenizer
+
+
+class StopAfterCodeBlock:
+    """Stops a row once its answer holds a closed ``` block: what follows is prose nobody executes."""
+
+    def __init__(self, tokenizer: Any, prompt_width: int):
+        self.tokenizer = tokenizer
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width :], skip_special_tokens=True)
+        done = [t.count("```") >= 2 for t in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    questions: list[tuple[str, str]],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[str]:
+    """Greedy answers to (instruction, input) pairs, in order."""
+    from transformers import StoppingCriteriaList
+
+    answers: list[str] = []
+    prompts = [prompt_text(tokenizer, instruction, input_text) for instruction, input_text in questions]
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        width = enc["input_ids"].shape[1]
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([StopAfterCodeBlock(tokenizer, width)]),
+            )
+        answers.extend(tokenizer.batch_decode(out[:, width:], skip_special_tokens=True))
+    return answers

@@ -1,0 +1,218 @@
+"""Typed view of flywheel.yaml, the one file a user edits.
+
+Every field is documented here; unknown keys and wrong types fail with the key's dotted path.
+Relative paths and relative SQLite URLs are resolved against the folder that holds the config file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+CONFIG_ENV_VAR = "FLYWHEEL_CONFIG"
+CONFIG_FILE_NAME = "flywheel.yaml"
+
+
+class SettingsError(ValueError):
+    """flywheel.yaml is missing, not YAML, or does not match the settings below."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(_Section):
+    """A local folder to crawl (step 1)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stable name, used in records and lineage.")
+    path: str = Field(description="Folder to walk; relative to the config file.")
+    include: list[str] = Field(default_factory=lambda: ["**/*.py"], description="Globs of files to read.")
+    exclude: list[str] = Field(default_factory=list, description="Globs of files to skip.")
+
+
+class BaseModelSettings(_Section):
+    """The open base model that adapters are trained on."""
+
+    name_or_path: str = Field(
+        description="Hugging Face hub id, local transformers folder, or a .gguf file (converted once)."
+    )
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="auto = bfloat16 on a GPU that supports it, else float32."
+    )
+
+
+class ImplementMethodTask(_Section):
+    """'Implement the method X': input is the class summary, signature and docstring; output the body."""
+
+    enabled: bool = True
+    min_body_lines: int = Field(default=2, ge=1, description="Skip trivial bodies shorter than this.")
+    max_body_chars: int = Field(default=1200, ge=50, description="Skip bodies longer than this.")
+
+
+class TaskSettings(_Section):
+    implement_method: ImplementMethodTask = ImplementMethodTask()
+    eval_fraction: float = Field(
+        default=0.15, gt=0, lt=1, description="Share of examples held out for eval, by content hash."
+    )
+
+
+class TrainingSettings(_Section):
+    """LoRA hyper-parameters; all are logged to MLflow."""
+
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    learning_rate: float = Field(default=2e-4, gt=0)
+    max_steps: int = Field(default=12, description="Optimizer steps; -1 trains for num_epochs instead.")
+    num_epochs: float = Field(default=1.0, gt=0)
+    per_device_batch_size: int = Field(default=4, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_seq_length: int = Field(default=256, ge=16, description="Longer examples are truncated.")
+    warmup_steps: int = Field(default=0, ge=0)
+    seed: int = 42
+
+
+class EvaluationSettings(_Section):
+    """Guide metrics for step 4."""
+
+    humaneval_problems: int = Field(default=10, ge=0, le=164, description="First N HumanEval problems.")
+    eval_split_examples: int = Field(default=8, ge=0, description="Held-out examples scored per model.")
+    max_new_tokens: int = Field(default=160, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    sandbox_timeout_s: float = Field(default=5.0, gt=0, description="Wall-clock limit per executed sample.")
+    sandbox_workers: int = Field(default=2, ge=1)
+    primary_metric: str = Field(
+        default="humaneval/pass@1",
+        pattern=r"^[a-z_]+/[a-z_@0-9]+$",
+        description="suite/metric to promote on.",
+    )
+
+
+class FeedbackSettings(_Section):
+    """The feedback store and the retraining triggers."""
+
+    database_url: str = Field(default="sqlite:///data/feedback.db", description="SQLAlchemy URL.")
+    retrain_min_new_events: int = Field(default=20, ge=1, description="New events that request a retrain.")
+    nightly_cron: str = Field(default="0 2 * * *", description="Cron of the nightly retraining schedule.")
+    timezone: str = "UTC"
+
+
+class TrackingSettings(_Section):
+    """MLflow tracking and the adapter registry."""
+
+    tracking_uri: str = Field(default="sqlite:///data/mlflow/mlflow.db")
+    artifact_location: str = Field(
+        default="data/mlflow/artifacts", description="Artifact root for new experiments (path or URI)."
+    )
+    experiment: str = "flywheel"
+    registered_model: str = "flywheel-code-lora"
+
+
+class Settings(_Section):
+    """Everything the flywheel reads from flywheel.yaml."""
+
+    data_dir: str = "data"
+    sources: list[SourceSettings] = Field(min_length=1)
+    base_model: BaseModelSettings
+    tasks: TaskSettings = TaskSettings()
+    training: TrainingSettings = TrainingSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    tracking: TrackingSettings = TrackingSettings()
+
+    _root: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The config file these settings were read from (None when built in code)."""
+        return self._source
+
+    @property
+    def root(self) -> Path:
+        """The folder that holds the config file; relative paths are resolved against it."""
+        return self._root
+
+    def resolve(self, path: str | os.PathLike[str]) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self._root / p).resolve()
+
+    def resolve_url(self, url: str) -> str:
+        """Make a relative `sqlite:///file` URL absolute, so every process finds the same file."""
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.resolve(url[len(prefix) :]))
+        return url
+
+    @property
+    def data_path(self) -> Path:
+        return self.resolve(self.data_dir)
+
+    @property
+    def feedback_database_url(self) -> str:
+        return self.resolve_url(self.feedback.database_url)
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return self.resolve_url(self.tracking.tracking_uri)
+
+    @property
+    def mlflow_artifact_location(self) -> str:
+        loc = self.tracking.artifact_location
+        return loc if "://" in loc else self.resolve(loc).as_uri()
+
+    @property
+    def base_model_reference(self) -> str:
+        """The base model as a path when it is a local file or folder, else the hub id unchanged."""
+        candidate = self.resolve(self.base_model.name_or_path)
+        looks_local = candidate.exists() or self.base_model.name_or_path.endswith(".gguf")
+        return str(candidate) if looks_local else self.base_model.name_or_path
+
+
+def default_config_path() -> Path:
+    """FLYWHEEL_CONFIG, else ./flywheel.yaml, else the one beside the package (a source checkout)."""
+    if env := os.environ.get(CONFIG_ENV_VAR):
+        return Path(env).expanduser().resolve()
+    cwd = Path.cwd() / CONFIG_FILE_NAME
+    if cwd.exists():
+        return cwd.resolve()
+    return (Path(__file__).resolve().parent.parent / CONFIG_FILE_NAME).resolve()
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        reason = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {reason}")
+    return "\n".join(lines)
+
+
+def parse_settings(data: object, root: Path, origin: str = CONFIG_FILE_NAME) -> Settings:
+    if not isinstance(data, dict):
+        raise SettingsError(f"{origin}: expected a mapping of settings at the top level")
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as err:
+        raise SettingsError(f"{origin} is not valid:\n{_format_errors(err)}") from None
+    settings._root = root
+    return settings
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    config_path = Path(path).expanduser().resolve() if path else default_config_path()
+    if not config_path.is_file():
+        raise SettingsError(f"config file not found: {config_path} (set {CONFIG_ENV_VAR} or create it)")
+    try:
+        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise SettingsError(f"{config_path} is not valid YAML: {err}") from None
+    settings = parse_settings(data, config_path.parent, origin=str(config_path))
+    settings._source = config_path
+    return settings
