@@ -14,7 +14,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets_discover, assets_define, assets_deliver]),
         jobs=[flywheel_turn, retrain],
-        sensors=[build_feedback_sensor(settings.feedback.retrain_min_new_events)],
+        sensors=[
+            build_feedback_sensor(settings.feedback.retrain_min_new_events, settings.feedback.sensor_interval_seconds)
+        ],
         schedules=[build_nightly_schedule(settings.feedback.nightly_cron, settings.feedback.timezone)],
         resources=build_resources(settings),
     )

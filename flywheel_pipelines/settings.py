@@ -99,6 +99,7 @@ class FeedbackSettings(_Section):
 
     database_url: str = Field(default="sqlite:///data/feedback.db", description="SQLAlchemy URL.")
     retrain_min_new_events: int = Field(default=20, ge=1, description="New events that request a retrain.")
+    sensor_interval_seconds: int = Field(default=60, ge=1, description="How often the feedback sensor looks.")
     nightly_cron: str = Field(default="0 2 * * *", description="Cron of the nightly retraining schedule.")
     timezone: str = "UTC"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,12 +115,15 @@ def train_lora(
         mlflow.log_params(
             {"train_examples": len(features), "trainable_parameters": trainable, "total_parameters": total}
         )
-        dataset = mlflow.data.from_pandas(
-            train_examples[["example_id", "task", "instruction", "input", "output", "origin"]],
-            source=dataset_source,
-            name="instruction_dataset",
-            targets="output",
-        )
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source class twice and warns that a path is ambiguous between them.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            dataset = mlflow.data.from_pandas(
+                train_examples[["example_id", "task", "instruction", "input", "output", "origin"]],
+                source=dataset_source,
+                name="instruction_dataset",
+                targets="output",
+            )
         mlflow.log_input(dataset, context="training")
 
         class LogToMlflow(TrainerCallback):
@@ -144,6 +148,7 @@ def train_lora(
             fp16=model.dtype == torch.float16,
             remove_unused_columns=False,
             dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
             disable_tqdm=True,
         )
         trainer = Trainer(

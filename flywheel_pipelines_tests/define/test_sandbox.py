@@ -21,6 +21,8 @@ def test_the_program_runs_in_its_own_empty_folder_with_a_minimal_environment(tmp
         "assert os.listdir('.') == ['program.py'], os.listdir('.')\n"
         "assert 'SECRET_TOKEN' not in os.environ\n"
         "assert sys.flags.isolated == 1\n"
+        "import importlib.util\n"
+        "assert importlib.util.find_spec('dagster') is None, 'site-packages must not be visible'\n"
     )
     result = run_program(probe, timeout_s=5)
     assert result.passed, result.detail
