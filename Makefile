@@ -16,7 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 .PHONY: run test setup model ui mlflow lint bench clean
 
 run: setup model
-	$(BIN)/dagster job execute -m flywheel_pipelines.definitions -j flywheel_turn
+	$(BIN)/flywheel turn
 	@echo
 	@$(BIN)/flywheel where
 
@@ -52,6 +52,8 @@ lint: setup
 
 bench: setup model
 	$(BIN)/python bench/sandbox_throughput.py
+	$(BIN)/python bench/crawl_stdlib.py
+	$(BIN)/python bench/incremental_crawl.py
 
 clean:
-	rm -rf data/assets data/adapters data/datasets data/dagster data/mlflow data/feedback.db
+	rm -rf data/assets data/adapters data/datasets data/dagster data/mlflow data/sources data/feedback.db data/catalog.db

@@ -74,6 +74,12 @@ def _where(args: argparse.Namespace) -> int:
     return 0
 
 
+def _turn(args: argparse.Namespace) -> int:
+    from flywheel_pipelines.orchestration.turn import run_turn
+
+    return 0 if run_turn(load_settings(args.config)) else 1
+
+
 def _mlflow_uri(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     print(settings.mlflow_tracking_uri)
@@ -100,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         func=_model_fetch
     )
 
+    sub.add_parser(
+        "turn", help="one full turn: discover every source, then train, score and promote (Dagster runs)"
+    ).set_defaults(func=_turn)
     sub.add_parser("where", help="where to look after a run").set_defaults(func=_where)
     sub.add_parser("mlflow-uri", help="print the MLflow tracking URI").set_defaults(func=_mlflow_uri)
     return parser

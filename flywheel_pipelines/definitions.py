@@ -3,19 +3,25 @@
 import dagster as dg
 
 from flywheel_pipelines.orchestration import assets_define, assets_deliver, assets_discover
-from flywheel_pipelines.orchestration.jobs import flywheel_turn, retrain
+from flywheel_pipelines.orchestration.jobs import discover, retrain, train
 from flywheel_pipelines.orchestration.resources import build_resources
 from flywheel_pipelines.orchestration.schedules import build_nightly_schedule
-from flywheel_pipelines.orchestration.sensors import build_feedback_sensor
+from flywheel_pipelines.orchestration.sensors import (
+    build_discovery_sensor,
+    build_feedback_sensor,
+    build_sources_sensor,
+)
 from flywheel_pipelines.settings import Settings, load_settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets_discover, assets_define, assets_deliver]),
-        jobs=[flywheel_turn, retrain],
+        jobs=[discover, train, retrain],
         sensors=[
-            build_feedback_sensor(settings.feedback.retrain_min_new_events, settings.feedback.sensor_interval_seconds)
+            build_sources_sensor(),
+            build_discovery_sensor(),
+            build_feedback_sensor(settings.feedback.retrain_min_new_events, settings.feedback.sensor_interval_seconds),
         ],
         schedules=[build_nightly_schedule(settings.feedback.nightly_cron, settings.feedback.timezone)],
         resources=build_resources(settings),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 CONFIG_ENV_VAR = "FLYWHEEL_CONFIG"
 CONFIG_FILE_NAME = "flywheel.yaml"
@@ -25,13 +25,43 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SourceSettings(_Section):
-    """A local folder to crawl (step 1)."""
+KNOWN_LANGUAGES = ("python", "java", "kotlin", "typescript", "javascript", "go", "markdown", "yaml", "json")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stable name, used in records and lineage.")
-    path: str = Field(description="Folder to walk; relative to the config file.")
-    include: list[str] = Field(default_factory=lambda: ["**/*.py"], description="Globs of files to read.")
-    exclude: list[str] = Field(default_factory=list, description="Globs of files to skip.")
+
+class SourceSettings(_Section):
+    """A local folder or a git repository to crawl (step 1); each is one partition of `crawled_code`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stable name: the Dagster partition key.")
+    path: str | None = Field(default=None, description="Local folder to walk; relative to the config file.")
+    git: str | None = Field(default=None, description="Any URL git accepts (https, ssh, file://); cloned shallow.")
+    ref: str | None = Field(default=None, description="Branch, tag or commit of a git source (default: HEAD).")
+    include: list[str] = Field(default_factory=lambda: ["**/*"], description="gitignore-style globs to read.")
+    exclude: list[str] = Field(default_factory=list, description="gitignore-style globs to skip.")
+    languages: list[Literal[KNOWN_LANGUAGES]] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Allow-list of languages; all known languages when absent."
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceSettings:
+        if (self.path is None) == (self.git is None):
+            raise ValueError("a source needs exactly one of `path` (a local folder) or `git` (a repository URL)")
+        if self.ref is not None and self.git is None:
+            raise ValueError("`ref` only applies to a `git` source")
+        return self
+
+
+class DiscoverSettings(_Section):
+    """How sources are read (steps 1-2)."""
+
+    max_file_bytes: int = Field(default=1_000_000, ge=1, description="Larger files are quarantined, not read.")
+    workers: int = Field(default=2, ge=1, description="Processes that parse files in parallel.")
+    max_quarantine_rate: float = Field(
+        default=0.2, ge=0, le=1, description="Asset checks warn when more of a source than this is quarantined."
+    )
+    git_timeout_s: float = Field(default=600, gt=0, description="Limit for one clone or fetch.")
+    quarantine_database_url: str = Field(
+        default="sqlite:///data/catalog.db", description="SQLAlchemy URL of the `quarantined_assets` table."
+    )
 
 
 class BaseModelSettings(_Section):
@@ -120,6 +150,7 @@ class Settings(_Section):
 
     data_dir: str = "data"
     sources: list[SourceSettings] = Field(min_length=1)
+    discover: DiscoverSettings = DiscoverSettings()
     base_model: BaseModelSettings
     tasks: TaskSettings = TaskSettings()
     training: TrainingSettings = TrainingSettings()
@@ -156,8 +187,17 @@ class Settings(_Section):
         return self.resolve(self.data_dir)
 
     @property
+    def assets_path(self) -> Path:
+        """Where every asset's value is stored, one file per asset (and per source partition)."""
+        return self.data_path / "assets"
+
+    @property
     def feedback_database_url(self) -> str:
         return self.resolve_url(self.feedback.database_url)
+
+    @property
+    def quarantine_database_url(self) -> str:
+        return self.resolve_url(self.discover.quarantine_database_url)
 
     @property
     def mlflow_tracking_uri(self) -> str:
@@ -198,6 +238,9 @@ def _format_errors(err: ValidationError) -> str:
 def parse_settings(data: object, root: Path, origin: str = CONFIG_FILE_NAME) -> Settings:
     if not isinstance(data, dict):
         raise SettingsError(f"{origin}: expected a mapping of settings at the top level")
+    names = [s.get("name") for s in data.get("sources") or [] if isinstance(s, dict)]
+    if duplicates := sorted({n for n in names if names.count(n) > 1}):
+        raise SettingsError(f"{origin} is not valid:\n  sources: duplicate source names {duplicates}")
     try:
         settings = Settings.model_validate(data)
     except ValidationError as err:

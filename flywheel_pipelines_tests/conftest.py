@@ -31,7 +31,7 @@ def project_config(root: Path, base_model: str, **overrides: dict) -> dict:
     """A flywheel.yaml for a project under `root`: the sample shop code, small training and eval budgets."""
     config = {
         "data_dir": "data",
-        "sources": [{"name": "shop", "path": "code", "include": ["**/*.py"]}],
+        "sources": [{"name": "shop", "path": "code"}],
         "base_model": {"name_or_path": base_model},
         "tasks": {"implement_method": {"min_body_lines": 1}, "eval_fraction": 0.3},
         "training": {
@@ -63,7 +63,8 @@ def project_config(root: Path, base_model: str, **overrides: dict) -> dict:
 
 
 def write_project(root: Path, config: dict) -> Path:
-    shutil.copytree(SAMPLES / "shop", root / "code" / "shop")
+    """The sample sources (every language, API specs, user stories) as the project's local source `code/`."""
+    shutil.copytree(SAMPLES, root / "code", ignore=shutil.ignore_patterns("feedback"))
     path = root / "flywheel.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

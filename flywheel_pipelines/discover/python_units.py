@@ -7,22 +7,18 @@ unit-minions used as model input — so a model learns to write a body that fits
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
+import os
+import re
 import textwrap
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from flywheel_pipelines.discover.quarantine import Quarantined
 from flywheel_pipelines.schemas import validation_errors
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
-
-
-@dataclass(frozen=True)
-class RejectedUnit:
-    source: str
-    path: str
-    name: str
-    reason: str
+STAGE = "code_units"
 
 
 def unit_id(source: str, path: str, qualified_name: str) -> str:
@@ -35,15 +31,15 @@ def signature_of(node: FunctionNode) -> str:
     return f"{prefix} {node.name}({ast.unparse(node.args)}){returns}:"
 
 
-def _body_statements(node: FunctionNode) -> list[ast.stmt]:
+def _body_statements(node: FunctionNode | ast.ClassDef) -> list[ast.stmt]:
     body = node.body
     if ast.get_docstring(node, clean=False) is not None:
         body = body[1:]
     return body
 
 
-def body_of(node: FunctionNode, lines: list[str]) -> str:
-    """The function's statements after its docstring, as written (comments inside kept), dedented."""
+def body_of(node: FunctionNode | ast.ClassDef, lines: list[str]) -> str:
+    """The statements (or class members) after the docstring, as written (comments inside kept), dedented."""
     statements = _body_statements(node)
     if not statements:
         return ""
@@ -90,63 +86,112 @@ def class_summary(cls: ast.ClassDef) -> str:
     return "\n".join(out)
 
 
+def is_test_file(path: str) -> bool:
+    """pytest's default discovery: test_*.py or *_test.py."""
+    name = os.path.basename(path)
+    return name.startswith("test_") or name.endswith("_test.py")
+
+
+def module_imports(tree: ast.Module) -> dict[str, str]:
+    """Each name a module-level import binds, with the import statement that binds only it."""
+    bound: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.asname or alias.name.split(".")[0]
+                bound[name] = f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            for alias in node.names:
+                if alias.name != "*":
+                    name = alias.asname or alias.name
+                    bound[name] = f"from {module} import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+    return bound
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def imports_used(code: str, bound: dict[str, str]) -> list[str]:
+    """Imports whose bound name occurs in the unit's code (a token scan: a fraction of an AST walk's cost)."""
+    if not bound:
+        return []
+    return sorted({bound[name] for name in set(_IDENTIFIER.findall(code)) if name in bound})
+
+
 def _unit_record(
-    node: FunctionNode, lines: list[str], source: str, path: str, qualname: str, cls: ast.ClassDef | None
+    node: FunctionNode | ast.ClassDef,
+    lines: list[str],
+    context: dict,
+    qualname: str,
+    cls: ast.ClassDef | None,
+    bound: dict[str, str],
+    summaries,
 ) -> dict:
+    is_class = isinstance(node, ast.ClassDef)
+    if is_class:
+        bases = [ast.unparse(b) for b in node.bases] + [ast.unparse(k) for k in node.keywords]
+        signature = f"class {node.name}({', '.join(bases)}):" if bases else f"class {node.name}:"
+        in_test_file = is_test_file(context["path"])
+        is_test = (in_test_file and node.name.startswith("Test")) or any(b.endswith("TestCase") for b in bases)
+    else:
+        signature = signature_of(node)
+        in_test_scope = is_test_file(context["path"]) or (cls is not None and cls.name.startswith("Test"))
+        is_test = in_test_scope and node.name.startswith("test")
+    decorators = [f"@{ast.unparse(d)}" for d in node.decorator_list]
+    body = body_of(node, lines)
     return {
-        "unit_id": unit_id(source, path, qualname),
-        "source": source,
-        "path": path,
+        "unit_id": unit_id(context["source"], context["path"], qualname),
+        "source": context["source"],
+        "path": context["path"],
+        "file_sha256": context["file_sha256"],
         "language": "python",
-        "kind": "method" if cls is not None else "function",
+        "kind": "class" if is_class else ("method" if cls is not None else "function"),
         "name": node.name,
         "qualified_name": qualname,
-        "signature": signature_of(node),
-        "decorators": [f"@{ast.unparse(d)}" for d in node.decorator_list],
+        "signature": signature,
+        "decorators": decorators,
         "docstring": ast.get_docstring(node),
-        "body": body_of(node, lines),
+        "body": body,
         "start_line": node.lineno,
         "end_line": node.end_lineno or node.lineno,
-        "class_summary": class_summary(cls) if cls is not None else None,
+        "class_summary": summaries(cls) if cls is not None else None,
+        "imports": imports_used("\n".join([*decorators, signature, body]), bound),
+        "is_test": bool(is_test),
+        "tested_units": [],
     }
 
 
-def extract_python_units(text: str, source: str, path: str) -> tuple[list[dict], list[RejectedUnit]]:
-    """Module-level functions and methods of (nested) classes; nested functions stay part of their parent."""
+def extract_python_units(text: str, source: str, path: str, file_sha256: str) -> tuple[list[dict], list[Quarantined]]:
+    """Classes, module-level functions and methods of (nested) classes; nested functions stay in their parent."""
     try:
         tree = ast.parse(text)
-    except SyntaxError as err:
-        return [], [RejectedUnit(source, path, "(module)", f"syntax error line {err.lineno}: {err.msg}")]
+    except (SyntaxError, ValueError) as err:
+        line = getattr(err, "lineno", None)
+        reason = f"syntax error line {line}: {getattr(err, 'msg', err)}" if line else f"does not parse: {err}"
+        return [], [Quarantined(source, path, STAGE, reason)]
     lines = text.splitlines()
+    bound = module_imports(tree)
+    summaries = functools.cache(class_summary)  # one summary per class, shared by all its methods
+    context = {"source": source, "path": path, "file_sha256": file_sha256}
     units: list[dict] = []
-    rejected: list[RejectedUnit] = []
+    rejected: list[Quarantined] = []
+
+    def keep(record: dict) -> None:
+        if not record["body"]:
+            rejected.append(Quarantined(source, path, STAGE, "no body besides the docstring", record["qualified_name"]))
+        elif errors := validation_errors("code_unit", record):
+            rejected.append(Quarantined(source, path, STAGE, "; ".join(errors), record["qualified_name"]))
+        else:
+            units.append(record)
 
     def visit(body: Iterable[ast.stmt], prefix: str, cls: ast.ClassDef | None) -> None:
         for node in body:
             if isinstance(node, ast.ClassDef):
+                keep(_unit_record(node, lines, context, prefix + node.name, cls, bound, summaries))
                 visit(node.body, f"{prefix}{node.name}.", node)
             elif isinstance(node, FunctionNode):
-                qualname = prefix + node.name
-                record = _unit_record(node, lines, source, path, qualname, cls)
-                if not record["body"]:
-                    rejected.append(RejectedUnit(source, path, qualname, "no body besides the docstring"))
-                elif errors := validation_errors("code_unit", record):
-                    rejected.append(RejectedUnit(source, path, qualname, "; ".join(errors)))
-                else:
-                    units.append(record)
+                keep(_unit_record(node, lines, context, prefix + node.name, cls, bound, summaries))
 
     visit(tree.body, "", None)
-    return units, rejected
-
-
-def extract_code_units(files: Iterable[dict]) -> tuple[list[dict], list[RejectedUnit]]:
-    """Code units of every crawled Python file, and the ones rejected with the reason."""
-    units: list[dict] = []
-    rejected: list[RejectedUnit] = []
-    for f in files:
-        if f["language"] != "python":
-            continue
-        got, bad = extract_python_units(f["text"], f["source"], f["path"])
-        units.extend(got)
-        rejected.extend(bad)
     return units, rejected

@@ -1,11 +1,22 @@
-"""Jobs: one whole turn of the flywheel, and the retraining that new feedback asks for."""
+"""Jobs: discover one source, train on everything discovered, and retrain when feedback arrives."""
 
 import dagster as dg
 
-flywheel_turn = dg.define_asset_job(
-    "flywheel_turn",
-    selection=dg.AssetSelection.all(),
-    description="One full turn: crawl, cut into units, distil, train, score, promote, read feedback.",
+from flywheel_pipelines.orchestration.partitions import sources_partitions
+
+DISCOVER = dg.AssetSelection.groups("discover")
+
+discover = dg.define_asset_job(
+    "discover",
+    selection=DISCOVER,
+    partitions_def=sources_partitions,
+    description="Crawl one source (a partition) into code units, API endpoints and user stories, incrementally.",
+)
+
+train = dg.define_asset_job(
+    "train",
+    selection=dg.AssetSelection.all() - DISCOVER,
+    description="Distil the dataset from every source and the feedback, train, score and promote an adapter.",
 )
 
 retrain = dg.define_asset_job(

@@ -11,6 +11,7 @@ import pandas as pd
 
 from flywheel_pipelines.define.tracking import Tracking
 from flywheel_pipelines.deliver.feedback_store import FeedbackStore
+from flywheel_pipelines.discover.quarantine import QuarantineStore
 from flywheel_pipelines.settings import Settings, load_settings
 
 
@@ -43,39 +44,90 @@ class MlflowTracking(dg.ConfigurableResource):
         return Tracking(self.tracking_uri, self.artifact_location, self.experiment, self.registered_model)
 
 
-class FlywheelIOManager(dg.ConfigurableIOManager):
-    """Tables as Parquet, small records as JSON, one file per asset under `base_dir` — readable without Dagster."""
+class AssetFiles:
+    """Where asset values live: `<base>/<asset>.parquet|json`, or `<base>/<asset>/<partition>.parquet|json`."""
 
-    base_dir: str
+    def __init__(self, base_dir: str | Path):
+        self.base_dir = Path(base_dir)
 
-    def _path(self, key: dg.AssetKey, suffix: str) -> Path:
-        return Path(self.base_dir, *key.path).with_suffix(suffix)
+    def path(self, asset: str, partition: str | None, suffix: str) -> Path:
+        folder = self.base_dir / asset
+        return (folder / partition).with_suffix(suffix) if partition else folder.with_suffix(suffix)
 
-    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        if isinstance(obj, pd.DataFrame):
-            path = self._path(context.asset_key, ".parquet")
-            write = lambda p: obj.to_parquet(p, index=False)  # noqa: E731
-        elif isinstance(obj, dict | list):
-            path = self._path(context.asset_key, ".json")
-            write = lambda p: p.write_text(json.dumps(obj, indent=2, default=str))  # noqa: E731
+    def write(self, asset: str, partition: str | None, value: Any) -> Path:
+        if isinstance(value, pd.DataFrame):
+            path = self.path(asset, partition, ".parquet")
+            write = lambda p: value.to_parquet(p, index=False)  # noqa: E731
+        elif isinstance(value, dict | list):
+            path = self.path(asset, partition, ".json")
+            write = lambda p: p.write_text(json.dumps(value, indent=2, default=str))  # noqa: E731
         else:
-            raise TypeError(f"{context.asset_key.to_user_string()}: cannot store a {type(obj).__name__}")
+            raise TypeError(f"{asset}: cannot store a {type(value).__name__}")
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         write(partial)
         os.replace(partial, path)  # readers never see a half-written file
+        return path
+
+    def read(self, asset: str, partition: str | None = None) -> Any | None:
+        """The stored value, or None when it was never materialised."""
+        if (parquet := self.path(asset, partition, ".parquet")).exists():
+            return pd.read_parquet(parquet)
+        if (js := self.path(asset, partition, ".json")).exists():
+            return json.loads(js.read_text())
+        return None
+
+    def records(self, asset: str, partition: str | None = None) -> list[dict]:
+        """A stored table as records (empty when never materialised): the previous value an incremental run reuses."""
+        value = self.read(asset, partition)
+        return value.to_dict("records") if isinstance(value, pd.DataFrame) else []
+
+    def forget_partition(self, partition: str) -> list[Path]:
+        removed = [p for p in self.base_dir.glob(f"*/{partition}.*") if p.suffix in (".parquet", ".json")]
+        for p in removed:
+            p.unlink()
+        return removed
+
+
+class FlywheelIOManager(dg.ConfigurableIOManager):
+    """Tables as Parquet, small records as JSON, one file per asset (and per source partition) under `base_dir` —
+    readable without Dagster. An unpartitioned asset reading a partitioned one gets every source's rows at once."""
+
+    base_dir: str
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        path = AssetFiles(self.base_dir).write(context.asset_key.to_user_string(), partition, obj)
         context.add_output_metadata({"stored_at": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        key = context.asset_key
-        if (parquet := self._path(key, ".parquet")).exists():
-            return pd.read_parquet(parquet)
-        if (js := self._path(key, ".json")).exists():
-            return json.loads(js.read_text())
-        raise FileNotFoundError(
-            f"{key.to_user_string()} has not been materialised yet (no file under {self.base_dir}); "
-            "materialise it first, e.g. with `make run`"
-        )
+        files = AssetFiles(self.base_dir)
+        asset = context.asset_key.to_user_string()
+        if not context.has_asset_partitions:
+            value = files.read(asset)
+            if value is None:
+                raise FileNotFoundError(
+                    f"{asset} has not been materialised yet (no file under {self.base_dir}); "
+                    "materialise it first, e.g. with `make run`"
+                )
+            return value
+        parts = [files.read(asset, key) for key in sorted(context.asset_partition_keys)]
+        frames = [p for p in parts if isinstance(p, pd.DataFrame)]
+        missing = len(parts) - len(frames)
+        if missing:
+            context.log.warning(f"{asset}: {missing} source partition(s) not materialised yet; reading the others")
+        if not frames:
+            raise FileNotFoundError(f"{asset} has no materialised source partition under {self.base_dir}")
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+class QuarantineResource(dg.ConfigurableResource):
+    """The `quarantined_assets` table."""
+
+    database_url: str
+
+    def store(self) -> QuarantineStore:
+        return QuarantineStore(self.database_url)
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -89,5 +141,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             experiment=settings.tracking.experiment,
             registered_model=settings.tracking.registered_model,
         ),
-        "io_manager": FlywheelIOManager(base_dir=str(settings.data_path / "assets")),
+        "io_manager": FlywheelIOManager(base_dir=str(settings.assets_path)),
+        "quarantine": QuarantineResource(database_url=settings.quarantine_database_url),
     }

@@ -28,7 +28,7 @@ def tiny():
 
 
 def units():
-    found, _ = extract_python_units(CODE, "shop", "shop/cart.py")
+    found, _ = extract_python_units(CODE, "shop", "shop/cart.py", "0" * 64)
     return found
 
 
@@ -41,7 +41,7 @@ def test_a_method_becomes_an_example_whose_input_is_the_context_and_output_the_b
     assert example["output"] == "subtotal = sum(i.price for i in self.items)\nreturn subtotal * (1 + tax)"
     assert signature_in(example) == "def total(self, tax: float=0.0) -> float:"
     assert not validation_errors("instruction", example)
-    assert [r.reason for r in rejected] == ["body shorter than 2 lines", "body shorter than 2 lines"]
+    assert [r.reason for r in rejected] == ["body shorter than 2 lines", "body shorter than 2 lines"]  # classes skip
 
 
 def test_the_split_depends_only_on_content_so_it_is_stable_and_close_to_the_fraction():

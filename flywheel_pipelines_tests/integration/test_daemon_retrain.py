@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from flywheel_pipelines.cli import main as flywheel_cli
-from flywheel_pipelines.definitions import build_definitions
+from flywheel_pipelines.orchestration.turn import run_turn
 from flywheel_pipelines.settings import load_settings
 from flywheel_pipelines_tests.conftest import REPO_ROOT, feedback_line, project_config, write_project
 
@@ -63,9 +63,7 @@ def test_the_daemon_turns_new_feedback_into_a_new_adapter_version(
 
     with dg.DagsterInstance.get() as instance:
         # A first full turn, so the retraining run finds code units and the base model materialised.
-        assert (
-            build_definitions(settings).resolve_job_def("flywheel_turn").execute_in_process(instance=instance).success
-        )
+        assert run_turn(settings, instance, log=lambda _: None)
         feedback = tmp_path / "feedback.jsonl"
         feedback.write_text("".join(feedback_line(f"e{i}") + "\n" for i in range(3)))
         assert flywheel_cli(["--config", str(settings.source), "feedback", "import", str(feedback)]) == 0

@@ -10,7 +10,12 @@ from flywheel_pipelines_tests.conftest import REPO_ROOT
 
 # group -> asset -> upstream assets. A change here is a change to the lineage every user sees: make it on purpose.
 EXPECTED_GRAPH = {
-    "discover": {"crawled_code": set(), "code_units": {"crawled_code"}},
+    "discover": {
+        "crawled_code": set(),
+        "code_units": {"crawled_code"},
+        "api_endpoints": {"crawled_code"},
+        "user_stories": {"crawled_code"},
+    },
     "define": {
         "instruction_dataset": {"code_units", "feedback_examples"},
         "base_model": set(),
@@ -45,8 +50,13 @@ def test_jobs_sensor_and_schedule_are_wired_from_the_config():
         "champion_adapter",
     }
     schedule = defs.resolve_schedule_def("nightly_retrain")
-    assert schedule.cron_schedule == settings.feedback.nightly_cron and schedule.job_name == "flywheel_turn"
+    assert schedule.cron_schedule == settings.feedback.nightly_cron and schedule.job_name == "discover"
     assert defs.resolve_sensor_def("feedback_sensor").job_name == "retrain"
+    assert defs.resolve_sensor_def("discovery_sensor").job_name == "train"
+    assert defs.resolve_sensor_def("sources_sensor").job_name == "discover"
+    discover = defs.resolve_job_def("discover")
+    assert discover.partitions_def.name == "sources"
+    assert {n.name for n in discover.graph.node_defs} == {"crawled_code", "code_units", "api_endpoints", "user_stories"}
 
 
 def test_dagster_validates_the_workspace(tmp_path):

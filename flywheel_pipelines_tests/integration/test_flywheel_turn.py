@@ -1,22 +1,26 @@
-"""One full turn of the flywheel on a tiny model, then feedback that retrains it: real Dagster runs, real LoRA
-training, real MLflow tracking, real SQL store, real sandbox."""
+"""One full turn of the flywheel on a tiny model — a local source and a git repository discovered as partitions,
+then training — and feedback that retrains it: real Dagster runs, real git, real LoRA training, real MLflow
+tracking, real SQL stores, real sandbox."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import yaml
 from mlflow.tracking import MlflowClient
 
 from flywheel_pipelines.cli import main as flywheel_cli
 from flywheel_pipelines.definitions import build_definitions
+from flywheel_pipelines.discover.quarantine import QuarantineStore
 from flywheel_pipelines.orchestration.resources import build_resources
-from flywheel_pipelines.settings import Settings
-from flywheel_pipelines_tests.conftest import feedback_line
+from flywheel_pipelines.orchestration.source_sync import sync_source_partitions
+from flywheel_pipelines.orchestration.turn import run_turn
+from flywheel_pipelines.settings import Settings, load_settings
+from flywheel_pipelines_tests.conftest import feedback_line, project_config, write_project
 
-ALL_ASSETS = {
-    "crawled_code",
-    "code_units",
+TRAIN_ASSETS = {
     "instruction_dataset",
     "base_model",
     "lora_adapter",
@@ -25,13 +29,34 @@ ALL_ASSETS = {
     "feedback_events",
     "feedback_examples",
 }
+DISCOVER_ASSETS = {"crawled_code", "code_units", "api_endpoints", "user_stories"}
 
 
-def asset_value(settings: Settings, name: str):
-    folder = settings.data_path / "assets"
-    if (folder / f"{name}.parquet").exists():
-        return pd.read_parquet(folder / f"{name}.parquet")
-    return json.loads((folder / f"{name}.json").read_text())
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def upstream_repo(root: Path) -> Path:
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "dev@example.com")
+    git(root, "config", "user.name", "Dev")
+    for i in range(4):
+        (root / f"billing{i}.py").write_text(
+            f'def invoice_total_{i}(lines):\n    """Sum of line amounts."""\n    total = 0\n'
+            f"    for line in lines:\n        total += line * {i + 1}\n    return total\n"
+        )
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "billing")
+    return root
+
+
+def stored(settings: Settings, name: str, partition: str | None = None):
+    base = settings.assets_path / name
+    path = (base / partition) if partition else base
+    if path.with_suffix(".parquet").exists():
+        return pd.read_parquet(path.with_suffix(".parquet"))
+    return json.loads(path.with_suffix(".json").read_text())
 
 
 def import_feedback(settings: Settings, tmp_path: Path, ids: list[str]) -> None:
@@ -40,91 +65,118 @@ def import_feedback(settings: Settings, tmp_path: Path, ids: list[str]) -> None:
     assert flywheel_cli(["--config", str(settings.source), "feedback", "import", str(path)]) == 0
 
 
-def tick(defs: dg.Definitions, settings: Settings, instance: dg.DagsterInstance, cursor: str | None):
-    sensor = defs.resolve_sensor_def("feedback_sensor")
-    resources = build_resources(settings)
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+def tick(defs: dg.Definitions, settings: Settings, instance: dg.DagsterInstance, name: str, cursor: str | None):
+    sensor = defs.resolve_sensor_def(name)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=build_resources(settings)) as context:
         return sensor.evaluate_tick(context)
 
 
-def test_a_full_turn_then_feedback_retrains_and_registers_a_new_adapter_version(project: Settings, tmp_path: Path):
+def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_version(
+    tmp_path: Path, tiny_model_dir: Path
+):
     from datasets import load_dataset
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    defs = build_definitions(project)
+    repo = upstream_repo(tmp_path / "upstream")
+    config = project_config(tmp_path, str(tiny_model_dir))
+    config["sources"].append({"name": "billing", "git": f"file://{repo}", "ref": "main"})
+    settings = load_settings(write_project(tmp_path, config))
+    (tmp_path / "code" / "broken.py").write_text("def broken(:\n")  # must be quarantined, not fatal
+    defs = build_definitions(settings)
+
     with dg.instance_for_test() as instance:
-        # One full turn: every asset materialised in one run.
-        turn = defs.resolve_job_def("flywheel_turn").execute_in_process(instance=instance)
-        assert turn.success
-        materialised = {
-            key.to_user_string()
-            for key in all_asset_keys(defs)
-            if instance.get_latest_materialization_event(key) is not None
-        }
-        assert materialised == ALL_ASSETS
+        assert run_turn(settings, instance, log=lambda _: None)
+        assert instance.get_dynamic_partitions("sources") == ["shop", "billing"]
+        for key in DISCOVER_ASSETS:
+            for partition in ("shop", "billing"):
+                records = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition]), limit=1
+                ).records
+                assert records, (key, partition)
+        for key in TRAIN_ASSETS:
+            assert instance.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
 
-        units = asset_value(project, "code_units")
-        assert {"OrderService.place_order", "PriceList.quote"} <= set(units["qualified_name"])
+        # Discover: every language, endpoints and stories from the local source; the git source's commit.
+        units = stored(settings, "code_units", "shop")
+        assert set(units["language"]) == {"python", "java", "kotlin", "typescript", "javascript", "go"}
+        assert len(stored(settings, "api_endpoints", "shop")) > 0
+        assert len(stored(settings, "user_stories", "shop")) > 0
+        billing_files = stored(settings, "crawled_code", "billing")
+        assert set(billing_files["commit"]) == {git(repo, "rev-parse", "HEAD").strip()}
+        quarantine = QuarantineStore(settings.quarantine_database_url).rows(source="shop", stage="code_units")
+        assert any(r["path"] == "broken.py" and "syntax error" in r["reason"] for r in quarantine)
+        checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [dg.AssetCheckKey(dg.AssetKey("code_units"), "schema_valid")]
+        )
+        assert checks  # the checks ran with the materialisation
 
+        # Define: the dataset holds both sources, loads with `datasets`, and trains a loadable adapter.
+        dataset = stored(settings, "instruction_dataset")
+        assert any("invoice_total_" in i for i in dataset["instruction"])
         splits = load_dataset(
             "parquet",
             data_files={
-                s: str(project.data_path / "datasets" / "instruction_dataset" / f"{s}.parquet")
+                s: str(settings.data_path / "datasets" / "instruction_dataset" / f"{s}.parquet")
                 for s in ("train", "eval")
             },
         )
         assert splits["train"].num_rows > 0 and splits["eval"].num_rows > 0
-        assert set(splits["train"].column_names) >= {"instruction", "input", "output"}
-
-        adapter = asset_value(project, "lora_adapter")
+        adapter = stored(settings, "lora_adapter")
         assert adapter["version"] == "1"
-        base = AutoModelForCausalLM.from_pretrained(asset_value(project, "base_model")["path"])
+        base = AutoModelForCausalLM.from_pretrained(stored(settings, "base_model")["path"])
         assert PeftModel.from_pretrained(base, adapter["path"]) is not None
-
-        scores = asset_value(project, "eval_scores")
+        scores = stored(settings, "eval_scores")
         assert set(zip(scores["model"], scores["suite"], scores["metric"], strict=True)) == {
             ("candidate", "eval_split", "syntax_valid"),
             ("candidate", "humaneval", "pass@1"),
             ("base", "eval_split", "syntax_valid"),
             ("base", "humaneval", "pass@1"),
         }
-        assert scores["n"].tolist() == [3, 3, 3, 3]
-
-        champion = asset_value(project, "champion_adapter")
-        assert champion["promoted"] and champion["version"] == "1" and "no champion yet" in champion["reason"]
-
-        client = MlflowClient(project.mlflow_tracking_uri)
+        champion = stored(settings, "champion_adapter")
+        assert champion["promoted"] and champion["version"] == "1"
+        client = MlflowClient(settings.mlflow_tracking_uri)
         run = client.get_run(adapter["mlflow_run_id"])
-        assert run.data.tags["dagster.run_id"] == turn.run_id
-        assert len(client.get_metric_history(run.info.run_id, "train/loss")) == project.training.max_steps
+        assert len(client.get_metric_history(run.info.run_id, "train/loss")) == settings.training.max_steps
         assert "eval/candidate/humaneval/pass_at_1" in run.data.metrics
 
-        # Too little feedback: the sensor skips.
-        import_feedback(project, tmp_path, ["a1", "a2"])
-        first = tick(defs, project, instance, None)
+        # The discovery sensor has nothing to do right after a turn.
+        assert tick(defs, settings, instance, "discovery_sensor", None).run_requests == []
+
+        # A new commit upstream: the next discover run reads only the changed file.
+        (repo / "billing2.py").write_text("def invoice_total_2(lines):\n    return sum(lines) * 3\n")
+        git(repo, "commit", "-qam", "simplify")
+        again = defs.resolve_job_def("discover").execute_in_process(instance=instance, partition_key="billing")
+        crawl_meta = again.asset_materializations_for_node("crawled_code")[0].metadata
+        assert (crawl_meta["read"].value, crawl_meta["reused_unchanged"].value) == (1, 3)
+        units_meta = again.asset_materializations_for_node("code_units")[0].metadata
+        assert (units_meta["parsed_files"].value, units_meta["reused_files"].value) == (1, 3)
+        # ... and now the discovery sensor asks for training, once.
+        request = tick(defs, settings, instance, "discovery_sensor", None).run_requests
+        assert len(request) == 1 and request[0].run_key.startswith("discovered-")
+
+        # Feedback: too little is skipped; enough requests exactly one retrain; it trains version 2.
+        import_feedback(settings, tmp_path, ["a1", "a2"])
+        first = tick(defs, settings, instance, "feedback_sensor", None)
         assert first.run_requests == [] and "2 new feedback events" in first.skip_message
-
-        # Enough: exactly one run request, and the same events never trigger again.
-        import_feedback(project, tmp_path, ["a3"])
-        second = tick(defs, project, instance, None)
-        (request,) = second.run_requests
-        assert request.run_key == "feedback-1-3"  # the sensor targets the `retrain` job
-        assert tick(defs, project, instance, second.cursor).run_requests == []
-
-        # The requested run folds the edits into the dataset and trains a new adapter version.
-        retrain = defs.resolve_job_def("retrain").execute_in_process(instance=instance, tags=request.tags)
+        import_feedback(settings, tmp_path, ["a3"])
+        second = tick(defs, settings, instance, "feedback_sensor", None)
+        (retrain_request,) = second.run_requests
+        assert retrain_request.run_key == "feedback-1-3"
+        assert tick(defs, settings, instance, "feedback_sensor", second.cursor).run_requests == []
+        retrain = defs.resolve_job_def("retrain").execute_in_process(instance=instance, tags=retrain_request.tags)
         assert retrain.success
-        dataset = asset_value(project, "instruction_dataset")
-        assert dataset["origin"].str.startswith("feedback:").sum() == 3
-        new_adapter = asset_value(project, "lora_adapter")
+        assert stored(settings, "instruction_dataset")["origin"].str.startswith("feedback:").sum() == 3
+        new_adapter = stored(settings, "lora_adapter")
         assert new_adapter["version"] == "2" and new_adapter["path"] != adapter["path"]
-        rescored = asset_value(project, "eval_scores")
-        assert set(rescored["model"]) == {"candidate", "base", "champion"}  # the champion is re-scored beside
-        decision = asset_value(project, "champion_adapter")
-        assert decision["candidate_version"] == "2"
-        assert decision["champion_score"] is not None
+        assert set(stored(settings, "eval_scores")["model"]) == {"candidate", "base", "champion"}
+        assert stored(settings, "champion_adapter")["candidate_version"] == "2"
 
-
-def all_asset_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
-    return list(defs.resolve_asset_graph().get_all_asset_keys())
+        # Removing a source from flywheel.yaml removes its partition and everything it left.
+        config["sources"] = [s for s in config["sources"] if s["name"] != "billing"]
+        settings.source.write_text(yaml.safe_dump(config))
+        smaller = load_settings(settings.source)
+        assert sync_source_partitions(smaller, instance) == ([], ["billing"])
+        assert instance.get_dynamic_partitions("sources") == ["shop"]
+        assert not list(settings.assets_path.glob("*/billing.*"))
+        assert not (settings.data_path / "sources" / "billing").exists()
