@@ -51,7 +51,8 @@ def _extract_batch(batch: Sequence[tuple[str, str, str, str, str]]) -> tuple[lis
 
 
 def extract_code_units(files: Iterable[dict], previous_units: Iterable[dict] = (), workers: int = 1) -> CodeUnitsResult:
-    """Code units of every code file in `files`; files unchanged since `previous_units` keep theirs."""
+    """Code units of every code file in `files`; files unchanged since `previous_units` keep theirs (the very
+    records passed in, re-paired)."""
     before: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for unit in previous_units:
         before[(unit["path"], unit["file_sha256"])].append(unit)
@@ -62,7 +63,7 @@ def extract_code_units(files: Iterable[dict], previous_units: Iterable[dict] = (
             continue
         kept = before.get((f["path"], f["sha256"]))
         if kept:
-            result.units.extend(dict(u, tested_units=[]) for u in kept)
+            result.units.extend(kept)  # pair_tests below gives test units fresh `tested_units` lists
             result.reused_files += 1
         else:
             todo.append((f["text"], f["source"], f["path"], f["language"], f["sha256"]))

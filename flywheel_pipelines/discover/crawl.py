@@ -150,6 +150,7 @@ def crawl(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> CrawlResult:
     """Records of the snapshot's text files; unchanged files keep their `previous` record without being read."""
+    everything = tuple(spec.include) in (("**/*",), ("*",), ("**",)) and not spec.exclude
     include = pathspec.GitIgnoreSpec.from_lines(spec.include)
     exclude = pathspec.GitIgnoreSpec.from_lines(spec.exclude)
     before = {r["path"]: r for r in previous}
@@ -158,7 +159,7 @@ def crawl(
 
     for rel in _listing(snapshot, result.skipped):
         language = language_of(rel)
-        if not include.match_file(rel) or exclude.match_file(rel):
+        if not everything and (not include.match_file(rel) or exclude.match_file(rel)):
             continue
         if language is None or (spec.languages is not None and language not in spec.languages):
             result.skipped["not a language in scope"] += 1
@@ -166,16 +167,26 @@ def crawl(
         if _GENERATED_NAME.search(rel):
             result.skipped["generated or minified (by name)"] += 1
             continue
+        blob = snapshot.blobs.get(rel)
+        prev = before.get(rel)
+        if blob is not None and prev is not None and prev.get("blob_sha") == blob:
+            seen.add(rel)  # same git blob, same bytes: not even a stat
+            result.files.append({**prev, "commit": snapshot.commit})
+            result.reused += 1
+            continue
         path = snapshot.root / rel
         if path.is_symlink() or not path.is_file():
             continue
         seen.add(rel)
         stat = path.stat()
-        blob = snapshot.blobs.get(rel)
-        prev = before.get(rel)
-        if prev is not None and (
-            (blob is not None and prev.get("blob_sha") == blob)
-            or (blob is None and prev.get("size_bytes") == stat.st_size and prev.get("mtime_ns") == stat.st_mtime_ns)
+        if (
+            blob is None
+            and prev is not None
+            and (prev.get("size_bytes"), prev.get("mtime_ns"))
+            == (
+                stat.st_size,
+                stat.st_mtime_ns,
+            )
         ):
             result.files.append({**prev, "commit": snapshot.commit})
             result.reused += 1

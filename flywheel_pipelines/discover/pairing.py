@@ -36,6 +36,8 @@ def named_target(test_name: str) -> str | None:
 def pair_tests(units: list[dict]) -> int:
     """Fill `tested_units` of every test unit (in place); returns how many tests were linked to something."""
     code = [u for u in units if not u["is_test"]]
+    for u in code:
+        u["tested_units"] = []
     by_name: dict[str, list[dict]] = defaultdict(list)
     for u in code:
         by_name[u["name"]].append(u)

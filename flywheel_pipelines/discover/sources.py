@@ -70,16 +70,20 @@ def checkout_git(spec: SourceSpec, workdir: Path, timeout_s: float = 600) -> Sna
     clone, so only new objects travel."""
     assert spec.git is not None
     workdir.mkdir(parents=True, exist_ok=True)
+    # Only tracked files are ever read (from `ls-files`), so nothing else in the clone needs cleaning; the fetched
+    # commit is read from FETCH_HEAD; `set-url` runs only when the URL changed: three git processes per re-run.
+    # A named remote, not a bare URL: its remote-tracking refs let the next fetch negotiate (3x faster here).
+    url_marker = workdir / ".git" / "flywheel-remote-url"
     try:
         if not (workdir / ".git").exists():
             _git(["init", "--quiet"], workdir, timeout_s)
             _git(["remote", "add", "origin", spec.git], workdir, timeout_s)
-        else:
+        elif not url_marker.exists() or url_marker.read_text() != spec.git:
             _git(["remote", "set-url", "origin", spec.git], workdir, timeout_s)
+        url_marker.write_text(spec.git)
         _git(["fetch", "--depth", "1", "--no-tags", "origin", spec.ref or "HEAD"], workdir, timeout_s)
-        _git(["checkout", "--force", "--detach", "FETCH_HEAD"], workdir, timeout_s)
-        _git(["clean", "-ffdxq"], workdir, timeout_s)
-        commit = _git(["rev-parse", "HEAD"], workdir, timeout_s).strip()
+        commit = (workdir / ".git" / "FETCH_HEAD").read_text().split(maxsplit=1)[0]
+        _git(["checkout", "--quiet", "--force", "--detach", commit], workdir, timeout_s)
         listing = _git(["ls-files", "-s", "-z"], workdir, timeout_s)
     except SourceError as err:
         raise SourceError(f"git source {spec.name!r} ({_redact(spec.git)}, ref {spec.ref or 'HEAD'}): {err}") from None
@@ -88,7 +92,7 @@ def checkout_git(spec: SourceSpec, workdir: Path, timeout_s: float = 600) -> Sna
         if entry:
             meta, path = entry.split("\t", 1)
             mode, blob, _stage = meta.split()
-            if mode != "160000":  # submodules are other repositories, not files
+            if mode not in ("160000", "120000"):  # submodules and symlinks are not files of this repository
                 blobs[path] = blob
     return Snapshot(spec.name, workdir, commit, blobs)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
 from flywheel_pipelines.define.tracking import Tracking
 from flywheel_pipelines.deliver.feedback_store import FeedbackStore
@@ -78,9 +79,10 @@ class AssetFiles:
         return None
 
     def records(self, asset: str, partition: str | None = None) -> list[dict]:
-        """A stored table as records (empty when never materialised): the previous value an incremental run reuses."""
-        value = self.read(asset, partition)
-        return value.to_dict("records") if isinstance(value, pd.DataFrame) else []
+        """A stored table as plain Python records (lists stay lists, not numpy arrays), empty when never
+        materialised: the previous value an incremental run reuses."""
+        path = self.path(asset, partition, ".parquet")
+        return pq.read_table(path).to_pylist() if path.exists() else []
 
     def forget_partition(self, partition: str) -> list[Path]:
         removed = [p for p in self.base_dir.glob(f"*/{partition}.*") if p.suffix in (".parquet", ".json")]

@@ -151,6 +151,7 @@ def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_versi
         assert (crawl_meta["read"].value, crawl_meta["reused_unchanged"].value) == (1, 3)
         units_meta = again.asset_materializations_for_node("code_units")[0].metadata
         assert (units_meta["parsed_files"].value, units_meta["reused_files"].value) == (1, 3)
+        assert all(check.passed for check in again.get_asset_check_evaluations())  # reused records stay valid
         # ... and now the discovery sensor asks for training, once.
         request = tick(defs, settings, instance, "discovery_sensor", None).run_requests
         assert len(request) == 1 and request[0].run_key.startswith("discovered-")
