@@ -56,6 +56,7 @@ bench: setup model
 	$(BIN)/python bench/sandbox_throughput.py
 	$(BIN)/python bench/crawl_stdlib.py
 	$(BIN)/python bench/incremental_crawl.py
+	$(BIN)/python bench/dedup_stdlib.py
 
 clean:
 	rm -rf data/assets data/adapters data/datasets data/dagster data/mlflow data/sources data/feedback.db data/catalog.db

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from flywheel_pipelines.orchestration import assets_define, assets_deliver, assets_discover
+from flywheel_pipelines.orchestration import assets_curate, assets_define, assets_deliver, assets_discover
 from flywheel_pipelines.orchestration.jobs import discover, retrain, train
 from flywheel_pipelines.orchestration.resources import build_resources
 from flywheel_pipelines.orchestration.schedules import build_nightly_schedule
@@ -16,7 +16,7 @@ from flywheel_pipelines.settings import Settings, load_settings
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([assets_discover, assets_define, assets_deliver]),
+        assets=dg.load_assets_from_modules([assets_discover, assets_curate, assets_define, assets_deliver]),
         jobs=[discover, train, retrain],
         sensors=[
             build_sources_sensor(),

@@ -64,6 +64,20 @@ class DiscoverSettings(_Section):
     )
 
 
+class CurateSettings(_Section):
+    """Step 2: desensitisation, quality filters and deduplication of what was discovered."""
+
+    min_tokens: int = Field(default=8, ge=0, description="Fewer base-model tokens: dropped as too short.")
+    max_tokens: int = Field(default=2048, ge=1, description="More base-model tokens: dropped as too long.")
+    min_body_lines: int = Field(default=2, ge=1, description="Shorter function bodies are dropped.")
+    max_complexity: int = Field(default=25, ge=1, description="Higher cyclomatic complexity is dropped.")
+    drop_trivial: bool = Field(default=True, description="Drop pass-only bodies and plain getters/setters.")
+    dedup_threshold: float = Field(default=0.8, gt=0, le=1, description="MinHash Jaccard of near duplicates.")
+    drop_rest_errors: bool = Field(default=True, description="Endpoints with error-level REST lint findings.")
+    internal_host_suffixes: list[str] = Field(default_factory=list, description="Host names to replace: .corp.x")
+    person_names: list[str] = Field(default_factory=list, description="Names replaced by <NAME>.")
+
+
 class BaseModelSettings(_Section):
     """The open base model that adapters are trained on."""
 
@@ -151,6 +165,7 @@ class Settings(_Section):
     data_dir: str = "data"
     sources: list[SourceSettings] = Field(min_length=1)
     discover: DiscoverSettings = DiscoverSettings()
+    curate: CurateSettings = CurateSettings()
     base_model: BaseModelSettings
     tasks: TaskSettings = TaskSettings()
     training: TrainingSettings = TrainingSettings()

@@ -16,6 +16,7 @@ from flywheel_pipelines.define.tracking import (
     register_adapter,
 )
 from flywheel_pipelines.define.train import train_lora
+from flywheel_pipelines.discover.curate import code_units_of
 from flywheel_pipelines.orchestration.previews import counts, reasons_preview, table_preview
 from flywheel_pipelines.orchestration.resources import FlywheelSettings, MlflowTracking
 
@@ -24,16 +25,16 @@ GROUP = "define"
 
 @dg.asset(group_name=GROUP, kinds={"parquet"})
 def instruction_dataset(
-    flywheel: FlywheelSettings, code_units: pd.DataFrame, feedback_examples: pd.DataFrame
+    flywheel: FlywheelSettings, curated_assets: pd.DataFrame, feedback_examples: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
-    """instruction / input / output examples ("Implement the method X") from code units and users' edits,
+    """instruction / input / output examples ("Implement the method X") from curated code units and users' edits,
     split into train and eval by content hash; also written as train/eval Parquet files for `datasets`."""
     settings = flywheel.settings
     task = settings.tasks.implement_method
     from_code, rejected = ([], [])
     if task.enabled:
         from_code, rejected = examples_from_code_units(
-            code_units.to_dict("records"),
+            code_units_of(curated_assets.to_dict("records")),
             min_body_lines=task.min_body_lines,
             max_body_chars=task.max_body_chars,
             eval_fraction=settings.tasks.eval_fraction,

@@ -4,7 +4,8 @@ import dagster as dg
 
 from flywheel_pipelines.orchestration.partitions import sources_partitions
 
-DISCOVER = dg.AssetSelection.groups("discover")
+# The per-source assets; `curated_assets` spans every source, so it runs with training.
+DISCOVER = dg.AssetSelection.assets("crawled_code", "code_units", "api_endpoints", "user_stories")
 
 discover = dg.define_asset_job(
     "discover",

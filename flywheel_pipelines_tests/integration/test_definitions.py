@@ -15,9 +15,10 @@ EXPECTED_GRAPH = {
         "code_units": {"crawled_code"},
         "api_endpoints": {"crawled_code"},
         "user_stories": {"crawled_code"},
+        "curated_assets": {"code_units", "api_endpoints", "user_stories", "base_model"},
     },
     "define": {
-        "instruction_dataset": {"code_units", "feedback_examples"},
+        "instruction_dataset": {"curated_assets", "feedback_examples"},
         "base_model": set(),
         "lora_adapter": {"instruction_dataset", "base_model"},
         "eval_scores": {"lora_adapter", "base_model", "instruction_dataset"},

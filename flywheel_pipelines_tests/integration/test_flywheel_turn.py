@@ -21,6 +21,7 @@ from flywheel_pipelines.settings import Settings, load_settings
 from flywheel_pipelines_tests.conftest import feedback_line, project_config, write_project
 
 TRAIN_ASSETS = {
+    "curated_assets",
     "instruction_dataset",
     "base_model",
     "lora_adapter",
@@ -83,6 +84,11 @@ def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_versi
     config["sources"].append({"name": "billing", "git": f"file://{repo}", "ref": "main"})
     settings = load_settings(write_project(tmp_path, config))
     (tmp_path / "code" / "broken.py").write_text("def broken(:\n")  # must be quarantined, not fatal
+    (tmp_path / "code" / "cloud.py").write_text(  # a function with a planted key and address
+        'def upload_client(bucket):\n    """Client for the reports bucket."""\n'
+        '    key_id = "AKIAIOSFODNN7EXAMPLE"\n    owner = "jane.doe@acme-corp.com"\n'
+        "    return connect(bucket, key_id, owner)\n"
+    )
     defs = build_definitions(settings)
 
     with dg.instance_for_test() as instance:
@@ -110,6 +116,13 @@ def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_versi
             [dg.AssetCheckKey(dg.AssetKey("code_units"), "schema_valid")]
         )
         assert checks  # the checks ran with the materialisation
+
+        # Step 2: curated assets in every DSL, and the planted secrets nowhere in them.
+        curated = stored(settings, "curated_assets")
+        assert set(curated["kind"]) == {"code_unit", "api_design", "domain_model", "user_story"}
+        assert not any("AKIAIOSFODNN7EXAMPLE" in text or "jane.doe@" in text for text in curated["content"])
+        (upload,) = [c for c in curated["content"] if "def upload_client" in c]
+        assert "<SECRET:aws_access_key>" in upload and "<EMAIL>" in upload
 
         # Define: the dataset holds both sources, loads with `datasets`, and trains a loadable adapter.
         dataset = stored(settings, "instruction_dataset")
