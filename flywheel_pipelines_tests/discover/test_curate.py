@@ -78,3 +78,25 @@ def test_duplicates_and_filtered_units_are_quarantined_with_reasons_and_counted(
     assert any(r.startswith("trivial") or r.startswith("too short") for r in reasons.values())
     assert {q.stage for q in result.quarantined} == {"curated_assets"}
     assert sum(result.filtered.values()) > 0 and result.duplicates_removed_share["samples"] > 0
+
+
+def test_a_unit_holding_every_planted_secret_type_comes_out_with_none_of_them(tmp_path: Path):
+    from flywheel_pipelines.discover.curate import CurationPolicy
+    from flywheel_pipelines_tests.discover.test_redact import PLANTED_VALUES, SAMPLE_POLICY
+
+    # The planted settings module, as the body of one function, so all of it reaches curation as code.
+    planted = (SAMPLES / "secrets" / "planted_config.py").read_text()
+    body = "\n".join("    " + line if line.strip() else "" for line in planted.splitlines())
+    source = f"def service_settings():\n{body}\n    return locals()\n"
+    units, _ = (
+        extract_code_units(
+            [{"source": "s", "path": "settings.py", "language": "python", "text": source, "sha256": "0" * 64}]
+        ).units,
+        None,
+    )
+    result = curate(units, [], [], CurationPolicy(redaction=SAMPLE_POLICY))
+    (record,) = [r for r in result.records if r["title"] == "service_settings"]
+    text = record["content"] + record["payload"]
+    leaked = [v for values in PLANTED_VALUES.values() for v in values if v in text]
+    assert leaked == []
+    assert {kind for kind in result.redactions} >= {"SECRET:aws_access_key", "SECRET:private_key", "EMAIL", "PHONE"}
