@@ -88,12 +88,8 @@ def test_a_unit_holding_every_planted_secret_type_comes_out_with_none_of_them(tm
     planted = (SAMPLES / "secrets" / "planted_config.py").read_text()
     body = "\n".join("    " + line if line.strip() else "" for line in planted.splitlines())
     source = f"def service_settings():\n{body}\n    return locals()\n"
-    units, _ = (
-        extract_code_units(
-            [{"source": "s", "path": "settings.py", "language": "python", "text": source, "sha256": "0" * 64}]
-        ).units,
-        None,
-    )
+    file = {"source": "s", "path": "settings.py", "language": "python", "text": source, "sha256": "0" * 64}
+    units = extract_code_units([file]).units
     result = curate(units, [], [], CurationPolicy(redaction=SAMPLE_POLICY))
     (record,) = [r for r in result.records if r["title"] == "service_settings"]
     text = record["content"] + record["payload"]
