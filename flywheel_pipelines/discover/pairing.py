@@ -38,6 +38,8 @@ def pair_tests(units: list[dict]) -> int:
     code = [u for u in units if not u["is_test"]]
     for u in code:
         u["tested_units"] = []
+    if len(code) == len(units):
+        return 0  # no tests: nothing to index
     by_name: dict[str, list[dict]] = defaultdict(list)
     for u in code:
         by_name[u["name"]].append(u)
