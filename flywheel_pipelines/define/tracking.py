@@ -75,10 +75,6 @@ def register_adapter(tracking: Tracking, run_id: str, adapter_path: Path) -> Ada
     return _as_adapter_version(mv)
 
 
-def adapter_version(tracking: Tracking, version: str) -> AdapterVersion:
-    return _as_adapter_version(tracking.client().get_model_version(tracking.registered_model, version))
-
-
 def current_champion(tracking: Tracking) -> AdapterVersion | None:
     try:
         mv = tracking.client().get_model_version_by_alias(tracking.registered_model, CHAMPION_ALIAS)

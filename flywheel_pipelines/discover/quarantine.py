@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, delete, insert, select
 
+from flywheel_pipelines.schemas import validation_errors
+
 
 @dataclass(frozen=True)
 class Quarantined:
@@ -55,6 +57,8 @@ class QuarantineStore:
         for row in rows:
             if row.source != source or row.stage != stage:
                 raise ValueError(f"{row} does not belong to source {source!r}, stage {stage!r}")
+            if errors := validation_errors("quarantined_asset", row.as_record()):
+                raise ValueError(f"quarantine row {row} breaks its schema: {errors}")
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             conn.execute(

@@ -4,7 +4,6 @@ import json
 
 import dagster as dg
 import pandas as pd
-import pyarrow as pa
 
 from flywheel_pipelines.discover.curate import CurationPolicy, curate
 from flywheel_pipelines.discover.quality import QualityPolicy
@@ -12,7 +11,7 @@ from flywheel_pipelines.discover.redact import RedactionPolicy
 from flywheel_pipelines.orchestration.assets_discover import ENDPOINT_JSON_COLUMNS
 from flywheel_pipelines.orchestration.checks import record_check_specs, record_checks
 from flywheel_pipelines.orchestration.previews import counts, reasons_preview, table_preview
-from flywheel_pipelines.orchestration.resources import FlywheelSettings, QuarantineResource
+from flywheel_pipelines.orchestration.resources import FlywheelSettings, QuarantineResource, table_records
 from flywheel_pipelines.settings import Settings
 
 
@@ -29,8 +28,7 @@ def curation_policy(settings: Settings) -> CurationPolicy:
 
 
 def _records(df: pd.DataFrame, json_columns: tuple[str, ...] = ()) -> list[dict]:
-    """Plain Python records (lists, None), not numpy arrays and NaN: what the core's checks and schemas expect."""
-    rows = pa.Table.from_pandas(df, preserve_index=False).to_pylist() if len(df) else []
+    rows = table_records(df)
     for row in rows:
         for column in json_columns:
             row[column] = json.loads(row[column])

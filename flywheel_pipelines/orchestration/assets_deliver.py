@@ -6,7 +6,7 @@ import pandas as pd
 from flywheel_pipelines.deliver.feedback_store import EVENT_FIELDS
 from flywheel_pipelines.deliver.training_data import examples_from_feedback
 from flywheel_pipelines.orchestration.previews import counts, table_preview
-from flywheel_pipelines.orchestration.resources import FeedbackStoreResource
+from flywheel_pipelines.orchestration.resources import FeedbackStoreResource, table_records
 
 GROUP = "deliver"
 
@@ -36,7 +36,7 @@ def feedback_events(feedback_store: FeedbackStoreResource) -> dg.Output[pd.DataF
 @dg.asset(group_name=GROUP, kinds={"parquet"})
 def feedback_examples(feedback_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     """Edited completions as instruction examples; the next `instruction_dataset` trains on them."""
-    events = feedback_events.astype(object).where(feedback_events.notna(), None).to_dict("records")
+    events = table_records(feedback_events)
     df = pd.DataFrame(
         examples_from_feedback(events),
         columns=["example_id", "task", "instruction", "input", "output", "origin", "split"],

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel_pipelines.define.tracking import Tracking
@@ -43,6 +44,11 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def tracking(self) -> Tracking:
         return Tracking(self.tracking_uri, self.artifact_location, self.experiment, self.registered_model)
+
+
+def table_records(df: pd.DataFrame) -> list[dict]:
+    """Plain Python records (lists, None) rather than numpy arrays and NaN: what the core's code and schemas expect."""
+    return pa.Table.from_pandas(df, preserve_index=False).to_pylist() if len(df) else []
 
 
 class AssetFiles:
