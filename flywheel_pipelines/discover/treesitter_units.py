@@ -248,6 +248,12 @@ def _error_name(node: Node) -> str | None:
     return next((n for n in names if n not in _KEYWORDS), None)
 
 
+def syntax_error_line(language: str, source: str) -> int | None:
+    """Line of the first syntax error in `source` (a whole file of `language`), or None when it parses cleanly."""
+    root = _parser(language).parse(source.encode("utf-8")).root_node
+    return _first_error_line(root) if root.has_error else None
+
+
 def _dedented(src: bytes, start: int, end: int) -> str:
     """Source between two offsets, dedented as a block even when its first line shares a row with code before it."""
     line_start = src.rfind(b"\n", 0, start) + 1

@@ -69,6 +69,9 @@ def test_each_sample_spec_yields_one_endpoint_per_operation_with_resolved_schema
         ("petstore-openapi3.yaml", "POST", "/pets"),
         ("petstore-openapi3.yaml", "GET", "/pets/{petId}"),
         ("petstore-openapi3.yaml", "DELETE", "/pets/{petId}"),
+        ("checkout-openapi3.yaml", "POST", "/baskets/{basketId}/payments"),
+        ("checkout-openapi3.yaml", "POST", "/baskets/{basketId}/discount-codes"),
+        ("checkout-openapi3.yaml", "POST", "/guest-checkouts"),
         ("inventory-swagger2.json", "GET", "/stock"),
         ("inventory-swagger2.json", "GET", "/stock/{sku}"),
         ("inventory-swagger2.json", "PUT", "/stock/{sku}"),
@@ -89,6 +92,7 @@ def test_each_sample_spec_yields_one_endpoint_per_operation_with_resolved_schema
         assert all(r.get("x-circular") is True for r in refs_left(record)), record["url_path"]
     formats = {r["path"]: (r["spec_format"], r["spec_title"], r["spec_version"]) for r in records.values()}
     assert formats == {
+        "checkout-openapi3.yaml": ("openapi-3.0", "Checkout API", "1.2.0"),
         "petstore-openapi3.yaml": ("openapi-3.0", "Pet Shop Catalogue API", "1.4.0"),
         "inventory-swagger2.json": ("openapi-2.0", "Inventory API", "2.1.0"),
         "orders-openapi31.yaml": ("openapi-3.1", "Orders API", "3.0.0"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from flywheel_pipelines.define.instructions import extract_code
+from flywheel_pipelines.define.code_answers import extract_code
 
 INSTRUCTION = (
     "Complete the following Python function. Reply with the complete function, imports included, "

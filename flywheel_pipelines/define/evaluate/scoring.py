@@ -6,11 +6,11 @@ import gc
 from dataclasses import dataclass
 from pathlib import Path
 
+from flywheel_pipelines.define.code_answers import body_parses, extract_code, signature_in
 from flywheel_pipelines.define.evaluate import humaneval
 from flywheel_pipelines.define.evaluate.generate import generate_answers, load_for_generation
 from flywheel_pipelines.define.evaluate.metrics import mean_pass_at_k, rate
 from flywheel_pipelines.define.evaluate.sandbox import run_programs
-from flywheel_pipelines.define.instructions import body_parses, extract_code, signature_in
 from flywheel_pipelines.schemas import validation_errors
 from flywheel_pipelines.settings import EvaluationSettings
 

@@ -96,6 +96,7 @@ def test_every_sample_spec_renders_to_a_table_that_parses_back_to_the_same_desig
     designs = sample_designs()
     assert set(designs) == {
         "petstore-openapi3.yaml",
+        "checkout-openapi3.yaml",
         "inventory-swagger2.json",
         "orders-openapi31.yaml",
         "shop.postman_collection.json",
