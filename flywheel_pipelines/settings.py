@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from flywheel_pipelines.define.tasks import TASKS
+
 CONFIG_ENV_VAR = "FLYWHEEL_CONFIG"
 CONFIG_FILE_NAME = "flywheel.yaml"
 
@@ -90,19 +92,74 @@ class BaseModelSettings(_Section):
     )
 
 
-class ImplementMethodTask(_Section):
-    """'Implement the method X': input is the class summary, signature and docstring; output the body."""
+GenerationMode = Literal["reverse", "teacher"]
+
+
+class Task(_Section):
+    """One task of the catalogue (define/tasks/templates/<task>.yaml): whether it is built, how, and how much."""
 
     enabled: bool = True
+    modes: list[GenerationMode] = Field(
+        default=["reverse", "teacher"],
+        description="reverse: answers the assets already hold; teacher: the teacher model answers the rest "
+        "(only when `teacher` is configured).",
+    )
+    weight: float = Field(default=1.0, gt=0, description="Relative share of this task in training (resampled).")
+    max_examples: int | None = Field(default=None, ge=1, description="Cap; kept by stable hash order.")
+
+
+class CodeTask(Task):
     min_body_lines: int = Field(default=2, ge=1, description="Skip trivial bodies shorter than this.")
-    max_body_chars: int = Field(default=1200, ge=50, description="Skip bodies longer than this.")
+    max_body_chars: int = Field(default=1200, ge=50, description="Skip units longer than this.")
+
+
+class TopicTask(Task):
+    topics: list[str] = Field(default=[], description="Seed topics the teacher writes examples for.")
+    expand_rounds: int = Field(default=0, ge=0, description="Self-instruct rounds that propose new topics.")
+    expand_per_round: int = Field(default=10, ge=1)
+
+
+class ApiToUserStoryTask(Task):
+    min_link_score: float = Field(
+        default=0.3, ge=0, le=1, description="Share of a story's content words an endpoint group must use to pair."
+    )
 
 
 class TaskSettings(_Section):
-    implement_method: ImplementMethodTask = ImplementMethodTask()
+    """The task catalogue: which instruction datasets are distilled from the curated assets."""
+
+    code_generation: CodeTask = CodeTask()
+    test_generation: CodeTask = CodeTask()
+    docstring_generation: CodeTask = CodeTask()
+    user_story: TopicTask = TopicTask()
+    api_design: TopicTask = TopicTask()
+    api_to_user_story: ApiToUserStoryTask = ApiToUserStoryTask()
     eval_fraction: float = Field(
-        default=0.15, gt=0, lt=1, description="Share of examples held out for eval, by content hash."
+        default=0.15, gt=0, lt=1, description="Share of example groups held out for eval, by content hash."
     )
+    decontamination_ngram: int = Field(
+        default=20, ge=5, description="Train examples sharing this many consecutive tokens with eval or HumanEval go."
+    )
+
+    def enabled(self) -> list[str]:
+        return [name for name in TASKS if getattr(self, name).enabled]
+
+
+class TeacherSettings(_Section):
+    """A teacher model behind any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, Ollama, ...)."""
+
+    base_url: str = Field(description="e.g. https://api.openai.com/v1 or http://localhost:8000/v1")
+    model: str
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the key.")
+    max_concurrency: int = Field(default=4, ge=1)
+    max_retries: int = Field(default=5, ge=0, description="Per request, with exponential back-off.")
+    timeout_s: float = Field(default=120.0, gt=0)
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    max_tokens: int = Field(default=1024, ge=16)
+    repair_attempts: int = Field(default=2, ge=0, description="Turns that feed the validator's errors back.")
+    input_cost_per_million: float = Field(default=0.0, ge=0, description="USD per 1M prompt tokens.")
+    output_cost_per_million: float = Field(default=0.0, ge=0, description="USD per 1M completion tokens.")
+    cache_path: str = Field(default="data/teacher_cache.db", description="Answers by prompt hash: re-runs are free.")
 
 
 class TrainingSettings(_Section):
@@ -168,6 +225,7 @@ class Settings(_Section):
     curate: CurateSettings = CurateSettings()
     base_model: BaseModelSettings
     tasks: TaskSettings = TaskSettings()
+    teacher: TeacherSettings | None = None
     training: TrainingSettings = TrainingSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
     feedback: FeedbackSettings = FeedbackSettings()

@@ -33,7 +33,7 @@ def project_config(root: Path, base_model: str, **overrides: dict) -> dict:
         "data_dir": "data",
         "sources": [{"name": "shop", "path": "code"}],
         "base_model": {"name_or_path": base_model},
-        "tasks": {"implement_method": {"min_body_lines": 1}, "eval_fraction": 0.3},
+        "tasks": {"code_generation": {"min_body_lines": 1}, "eval_fraction": 0.3},
         "training": {
             "max_steps": 3,
             "per_device_batch_size": 2,

@@ -80,6 +80,7 @@ def train_lora(
     *,
     dtype: str = "auto",
     dataset_source: str | None = None,
+    dataset_version: str | None = None,
     tags: dict[str, str] | None = None,
 ) -> TrainedAdapter:
     """Train one adapter on `train_examples` (instruction/input/output) and log it all as one MLflow run."""
@@ -123,8 +124,13 @@ def train_lora(
                 source=dataset_source,
                 name="instruction_dataset",
                 targets="output",
+                # MLflow stores at most 36 characters of a digest; the whole version is the run's tag.
+                digest=dataset_version[:32] if dataset_version else None,
             )
         mlflow.log_input(dataset, context="training")
+        if dataset_version:
+            mlflow.set_tag("flywheel.dataset_version", dataset_version)
+        mlflow.log_params({f"examples.{task}": n for task, n in train_examples["task"].value_counts().items()})
 
         class LogToMlflow(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kwargs):

@@ -16,7 +16,7 @@ from flywheel_pipelines.schemas import validation_errors
 class Quarantined:
     source: str
     path: str
-    stage: str  # "crawl", "code_units", "api_endpoints" or "user_stories"
+    stage: str  # the asset that quarantined it: "crawl", "code_units", ..., "instruction_dataset"
     reason: str
     item: str = ""  # unit, operation or story inside the file; empty for the whole file
 

@@ -1,13 +1,17 @@
 """Define (steps 3-4): instruction data, the base model, LoRA adapters, their scores, and the champion."""
 
+import json
+
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from flywheel_pipelines.define.base_model import resolve_base_model
 from flywheel_pipelines.define.champion import decide_promotion
-from flywheel_pipelines.define.datasets import write_splits
+from flywheel_pipelines.define.datasets import benchmark_texts, dataset_digest, mix_tasks, write_dataset
+from flywheel_pipelines.define.distil.dataset import build_dataset, quarantine_rows, teacher_report
 from flywheel_pipelines.define.evaluate.scoring import ModelUnderTest, evaluate_models, score_of
-from flywheel_pipelines.define.instructions import build_instruction_dataset, examples_from_code_units
+from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS, template_versions
 from flywheel_pipelines.define.tracking import (
     current_champion,
     ensure_local_adapter,
@@ -16,45 +20,102 @@ from flywheel_pipelines.define.tracking import (
     register_adapter,
 )
 from flywheel_pipelines.define.train import train_lora
-from flywheel_pipelines.discover.curate import code_units_of
 from flywheel_pipelines.orchestration.previews import counts, reasons_preview, table_preview
-from flywheel_pipelines.orchestration.resources import FlywheelSettings, MlflowTracking
+from flywheel_pipelines.orchestration.resources import (
+    AssetFiles,
+    FlywheelSettings,
+    MlflowTracking,
+    QuarantineResource,
+    open_teacher,
+    table_records,
+)
 
 GROUP = "define"
+STAGE = "instruction_dataset"
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+class InstructionDatasetConfig(dg.Config):
+    rebuild_tasks: list[str] = Field(
+        default=[],
+        description="Rebuild only these tasks of the catalogue; the other enabled tasks keep their stored examples. "
+        "Empty: rebuild every enabled task.",
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"parquet", "huggingface"})
 def instruction_dataset(
-    flywheel: FlywheelSettings, curated_assets: pd.DataFrame, feedback_examples: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    config: InstructionDatasetConfig,
+    flywheel: FlywheelSettings,
+    quarantine: QuarantineResource,
+    curated_assets: pd.DataFrame,
+    feedback_examples: pd.DataFrame,
+    base_model: dict,
 ) -> dg.Output[pd.DataFrame]:
-    """instruction / input / output examples ("Implement the method X") from curated code units and users' edits,
-    split into train and eval by content hash; also written as train/eval Parquet files for `datasets`."""
+    """The task catalogue (code_generation, test_generation, docstring_generation, user_story, api_design,
+    api_to_user_story) as instruction / input / output examples: reverse-generated from the curated assets, answered
+    by the teacher where configured, merged with users' edits, validated, split by group and decontaminated against
+    the eval split and HumanEval. Written as a Hugging Face dataset folder (Parquet, card, Alpaca and chat exports)
+    whose digest is the dataset version that training logs to MLflow."""
+    from transformers import AutoTokenizer
+
     settings = flywheel.settings
-    task = settings.tasks.implement_method
-    from_code, rejected = ([], [])
-    if task.enabled:
-        from_code, rejected = examples_from_code_units(
-            code_units_of(curated_assets.to_dict("records")),
-            min_body_lines=task.min_body_lines,
-            max_body_chars=task.max_body_chars,
-            eval_fraction=settings.tasks.eval_fraction,
+    stored = AssetFiles(settings.assets_path).read("instruction_dataset") if config.rebuild_tasks else None
+    teacher = open_teacher(settings)
+    try:
+        build = build_dataset(
+            table_records(curated_assets),
+            table_records(feedback_examples),
+            settings.tasks,
+            benchmarks=benchmark_texts(),
+            teacher=teacher,
+            rebuild=config.rebuild_tasks or None,
+            stored=table_records(stored) if isinstance(stored, pd.DataFrame) else (),
         )
-    examples, invalid = build_instruction_dataset(from_code, feedback_examples.to_dict("records"))
-    df = pd.DataFrame(examples)
-    if df.empty:
+    finally:
+        if teacher is not None:
+            teacher.close()
+    if not build.examples:
         raise dg.Failure("no instruction examples: check `sources` and `tasks` in flywheel.yaml")
-    files = write_splits(df, settings.data_path / "datasets" / "instruction_dataset")
+    rejected = quarantine_rows(build)
+    store = quarantine.store()
+    try:
+        for source in sorted({s.name for s in settings.sources} | {"teacher", "feedback"}):
+            store.replace(source, STAGE, [q for q in rejected if q.source == source], context.run.run_id)
+    finally:
+        store.dispose()
+    tokenizer = AutoTokenizer.from_pretrained(base_model["path"])
+    report = teacher_report(build)
+    files = write_dataset(
+        build.examples,
+        settings.data_path / "datasets" / "instruction_dataset",
+        name="instruction_dataset",
+        count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+        templates=template_versions(settings.tasks.enabled()),
+        sources=sorted({e["source"] for e in build.examples}),
+        contamination=build.contamination,
+        extra={f"teacher {k}": v for k, v in report.items()},
+    )
+    df = pd.DataFrame(build.examples, columns=list(EXAMPLE_FIELDS))
     return dg.Output(
         df,
         metadata={
+            "dataset_version": files.digest,
             "examples": len(df),
+            "by_task": counts(df["task"]),
             "by_split": counts(df["split"]),
-            "from_feedback": int(df["origin"].str.startswith("feedback:").sum()),
-            "skipped": len(rejected) + len(invalid),
-            "skipped_reasons": reasons_preview(f"{r.origin}: {r.reason}" for r in [*rejected, *invalid]),
-            "train_file": dg.MetadataValue.path(str(files["train"])),
-            "eval_file": dg.MetadataValue.path(str(files["eval"])),
-            "preview": table_preview(df, ["split", "instruction", "output"]),
+            "by_generation": counts(df["generation"]),
+            "rebuilt_tasks": dg.MetadataValue.json(sorted(build.built)),
+            "kept_tasks": dg.MetadataValue.json(build.kept),
+            "unanswered_without_teacher": sum(b.unanswered for b in build.built.values()),
+            "quarantined": len(rejected),
+            "quarantine_reasons": reasons_preview(rejected),
+            "decontaminated": len(build.contamination),
+            "new_topics": dg.MetadataValue.json(build.new_topics),
+            **{f"teacher/{k}": v for k, v in report.items()},
+            "card": dg.MetadataValue.path(str(files.card)),
+            "folder": dg.MetadataValue.path(str(files.folder)),
+            "preview": table_preview(df, ["task", "split", "generation", "instruction", "output"]),
         },
     )
 
@@ -87,6 +148,8 @@ def lora_adapter(
     settings = flywheel.settings
     tracking = mlflow_tracking.tracking()
     train = instruction_dataset[instruction_dataset["split"] == "train"].reset_index(drop=True)
+    weights = {task: getattr(settings.tasks, task).weight for task in settings.tasks.enabled()}
+    train = mix_tasks(train, weights, seed=settings.training.seed)
     trained = train_lora(
         base_model_path=base_model["path"],
         train_examples=train,
@@ -95,6 +158,7 @@ def lora_adapter(
         tracking=tracking,
         dtype=settings.base_model.dtype,
         dataset_source=str(settings.data_path / "datasets" / "instruction_dataset" / "train.parquet"),
+        dataset_version=dataset_digest(table_records(instruction_dataset)),
         tags={
             "dagster.run_id": context.run.run_id,
             "flywheel.asset": "lora_adapter",
@@ -136,7 +200,12 @@ def eval_scores(
     if champion is not None and champion.version != lora_adapter["version"]:
         adapter = ensure_local_adapter(tracking, champion, settings.data_path / "adapters" / "registry")
         models.append(ModelUnderTest("champion", f"v{champion.version}", base_path, adapter))
-    eval_examples = instruction_dataset[instruction_dataset["split"] == "eval"].to_dict("records")
+    # The syntax suite checks Python bodies; the other tasks' format validity is scored by their validators.
+    eval_examples = [
+        e
+        for e in table_records(instruction_dataset)
+        if e["split"] == "eval" and e["task"] == "code_generation" and json.loads(e["meta"]).get("language") == "python"
+    ]
     evaluation = evaluate_models(models, eval_examples, settings.evaluation, settings.base_model.dtype)
     log_evaluation(tracking, lora_adapter["mlflow_run_id"], evaluation.scores, evaluation.samples)
     df = pd.DataFrame(evaluation.scores)

@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS
 from flywheel_pipelines.deliver.feedback_store import EVENT_FIELDS
 from flywheel_pipelines.deliver.training_data import examples_from_feedback
 from flywheel_pipelines.orchestration.previews import counts, table_preview
@@ -39,7 +40,7 @@ def feedback_examples(feedback_events: pd.DataFrame) -> dg.Output[pd.DataFrame]:
     events = table_records(feedback_events)
     df = pd.DataFrame(
         examples_from_feedback(events),
-        columns=["example_id", "task", "instruction", "input", "output", "origin", "split"],
+        columns=list(EXAMPLE_FIELDS),
     )
     return dg.Output(
         df,

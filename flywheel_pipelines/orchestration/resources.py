@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flywheel_pipelines.define.distil.teacher import Teacher, TeacherCache, TeacherConfig
 from flywheel_pipelines.define.tracking import Tracking
 from flywheel_pipelines.deliver.feedback_store import FeedbackStore
 from flywheel_pipelines.discover.quarantine import QuarantineStore
@@ -44,6 +45,27 @@ class MlflowTracking(dg.ConfigurableResource):
 
     def tracking(self) -> Tracking:
         return Tracking(self.tracking_uri, self.artifact_location, self.experiment, self.registered_model)
+
+
+def open_teacher(settings: Settings) -> Teacher | None:
+    """The teacher of flywheel.yaml's `teacher` section, with its persistent cache; None when there is none."""
+    t = settings.teacher
+    if t is None:
+        return None
+    config = TeacherConfig(
+        base_url=t.base_url,
+        model=t.model,
+        api_key_env=t.api_key_env,
+        max_concurrency=t.max_concurrency,
+        max_retries=t.max_retries,
+        timeout_s=t.timeout_s,
+        temperature=t.temperature,
+        max_tokens=t.max_tokens,
+        repair_attempts=t.repair_attempts,
+        input_cost_per_million=t.input_cost_per_million,
+        output_cost_per_million=t.output_cost_per_million,
+    )
+    return Teacher(config, TeacherCache(settings.resolve(t.cache_path)))
 
 
 def table_records(df: pd.DataFrame) -> list[dict]:

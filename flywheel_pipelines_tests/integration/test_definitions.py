@@ -18,7 +18,7 @@ EXPECTED_GRAPH = {
         "curated_assets": {"code_units", "api_endpoints", "user_stories", "base_model"},
     },
     "define": {
-        "instruction_dataset": {"curated_assets", "feedback_examples"},
+        "instruction_dataset": {"curated_assets", "feedback_examples", "base_model"},
         "base_model": set(),
         "lora_adapter": {"instruction_dataset", "base_model"},
         "eval_scores": {"lora_adapter", "base_model", "instruction_dataset"},

@@ -4,10 +4,12 @@ tracking, real SQL stores, real sandbox."""
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -19,6 +21,7 @@ from flywheel_pipelines.orchestration.source_sync import sync_source_partitions
 from flywheel_pipelines.orchestration.turn import run_turn
 from flywheel_pipelines.settings import Settings, load_settings
 from flywheel_pipelines_tests.conftest import feedback_line, project_config, write_project
+from flywheel_pipelines_tests.openai_wire import OpenAIWireServer
 
 TRAIN_ASSETS = {
     "curated_assets",
@@ -72,8 +75,26 @@ def tick(defs: dg.Definitions, settings: Settings, instance: dg.DagsterInstance,
         return sensor.evaluate_tick(context)
 
 
+def teacher_answer(request: dict) -> str:
+    """A scripted teacher model: a doc comment for code, a user story (titled by its topic) for anything else."""
+    prompt = request["messages"][1]["content"]
+    if "documentation comment" in prompt:
+        return "Computes the result from the given arguments."
+    topic = prompt.rsplit("\n\n", 1)[-1].splitlines()[0].strip("#| ") or "the endpoints"
+    return (
+        f"Title: {topic[:60]}\nAs a shopper,\nI want to use {topic[:40].lower()},\nso that I save time.\n\n"
+        f"AC1: It works\nGiven I am signed in\nWhen I use {topic[:40].lower()}\nThen I see the result"
+    )
+
+
+@pytest.fixture
+def teacher_server() -> Iterator[OpenAIWireServer]:
+    with OpenAIWireServer(teacher_answer) as server:
+        yield server
+
+
 def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_version(
-    tmp_path: Path, tiny_model_dir: Path
+    tmp_path: Path, tiny_model_dir: Path, teacher_server: OpenAIWireServer
 ):
     from datasets import load_dataset
     from peft import PeftModel
@@ -82,6 +103,8 @@ def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_versi
     repo = upstream_repo(tmp_path / "upstream")
     config = project_config(tmp_path, str(tiny_model_dir))
     config["sources"].append({"name": "billing", "git": f"file://{repo}", "ref": "main"})
+    config["teacher"] = {"base_url": teacher_server.base_url, "model": "teacher", "max_concurrency": 2}
+    config["tasks"]["user_story"] = {"topics": ["Reorder a past purchase"]}
     settings = load_settings(write_project(tmp_path, config))
     (tmp_path / "code" / "broken.py").write_text("def broken(:\n")  # must be quarantined, not fatal
     (tmp_path / "code" / "cloud.py").write_text(  # a function with a planted key and address
@@ -135,8 +158,22 @@ def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_versi
             },
         )
         assert splits["train"].num_rows > 0 and splits["eval"].num_rows > 0
+        folder = settings.data_path / "datasets" / "instruction_dataset"
+        assert load_dataset(str(folder))["train"].num_rows == splits["train"].num_rows  # through the card
+        assert load_dataset("json", data_files=str(folder / "chat" / "train.jsonl"))["train"].num_rows > 0
+        assert set(dataset["task"]) >= {"code_generation", "test_generation", "docstring_generation"}
+        taught = dataset[dataset["generation"] == "teacher"]
+        assert {"docstring_generation", "user_story"} <= set(taught["task"])
+        assert "Reorder a past purchase" in set(taught["input"])
+        teacher_requests = len(teacher_server.requests)
         adapter = stored(settings, "lora_adapter")
         assert adapter["version"] == "1"
+        run = MlflowClient(settings.mlflow_tracking_uri).get_run(adapter["mlflow_run_id"])
+        version = run.data.tags["flywheel.dataset_version"]
+        assert (
+            version in (folder / "README.md").read_text()
+            and run.inputs.dataset_inputs[0].dataset.digest == version[:32]
+        )
         base = AutoModelForCausalLM.from_pretrained(stored(settings, "base_model")["path"])
         assert PeftModel.from_pretrained(base, adapter["path"]) is not None
         scores = stored(settings, "eval_scores")
@@ -181,6 +218,7 @@ def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_versi
         retrain = defs.resolve_job_def("retrain").execute_in_process(instance=instance, tags=retrain_request.tags)
         assert retrain.success
         assert stored(settings, "instruction_dataset")["origin"].str.startswith("feedback:").sum() == 3
+        assert len(teacher_server.requests) == teacher_requests  # the rebuilt dataset's teacher answers were cached
         new_adapter = stored(settings, "lora_adapter")
         assert new_adapter["version"] == "2" and new_adapter["path"] != adapter["path"]
         assert set(stored(settings, "eval_scores")["model"]) == {"candidate", "base", "champion"}
