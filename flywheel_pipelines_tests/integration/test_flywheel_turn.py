@@ -190,6 +190,20 @@ def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_versi
         assert len(client.get_metric_history(run.info.run_id, "train/loss")) == settings.training.max_steps
         assert "eval/candidate/humaneval/pass_at_1" in run.data.metrics
 
+        # One task rebuilt alone, from the asset's run config: the other tasks keep their stored examples.
+        before = stored(settings, "instruction_dataset")
+        rebuilt = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey("instruction_dataset")],
+            run_config={"ops": {"instruction_dataset": {"config": {"rebuild_tasks": ["user_story"]}}}},
+        )
+        assert rebuilt.success
+        (materialization,) = rebuilt.asset_materializations_for_node("instruction_dataset")
+        assert materialization.metadata["rebuilt_tasks"].value == ["user_story"]
+        after = stored(settings, "instruction_dataset")
+        unchanged = before[before["task"] != "user_story"].reset_index(drop=True)
+        pd.testing.assert_frame_equal(after[after["task"] != "user_story"].reset_index(drop=True), unchanged)
+
         # The discovery sensor has nothing to do right after a turn.
         assert tick(defs, settings, instance, "discovery_sensor", None).run_requests == []
 
