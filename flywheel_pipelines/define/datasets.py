@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import statistics
 import sys
 from collections import Counter
@@ -21,15 +20,12 @@ import pyarrow.parquet as pq
 import yaml
 
 from flywheel_pipelines.define.chat import user_message
-from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS
+from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS, words
 
 SPLITS = ("train", "eval")
 COLUMNS = EXAMPLE_FIELDS  # schema order (schemas/instruction.schema.json), also the Parquet column order
 SCHEMA = pa.schema([(c, pa.int64() if c == "template_version" else pa.string()) for c in COLUMNS])
 TOKEN_BUCKETS = (64, 128, 256, 512, 1024)
-# Words only: punctuation and layout are ignored (as in GPT-3's n-gram decontamination), so reformatting cannot hide
-# a copy, and the fixed punctuation of a DSL (a table's `| --- |` rows) is not mistaken for shared content.
-_TOKEN = re.compile(r"\w+")
 
 
 def split_for(group: str, eval_fraction: float) -> str:
@@ -60,7 +56,10 @@ class Contamination:
 
 def _windows(text: str, ngram: int) -> Iterator[int]:
     # Python's hash is salted per process, which is fine: windows are only compared within one call.
-    tokens = _TOKEN.findall(text)
+    # Words only: punctuation and layout are ignored (as in GPT-3's n-gram decontamination), so reformatting cannot
+    # hide a copy and a DSL's fixed punctuation (a table's `| --- |` rows) is not shared content; each Chinese
+    # character is a word, so a window of Chinese text is as long as one of English.
+    tokens = words(text)
     for i in range(len(tokens) - ngram + 1):
         yield hash(tuple(tokens[i : i + ngram]))
 

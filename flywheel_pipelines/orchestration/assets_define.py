@@ -9,9 +9,9 @@ from pydantic import Field
 from flywheel_pipelines.define.base_model import resolve_base_model
 from flywheel_pipelines.define.champion import decide_promotion
 from flywheel_pipelines.define.datasets import benchmark_texts, dataset_digest, mix_tasks, write_dataset
-from flywheel_pipelines.define.distil.dataset import build_dataset, quarantine_rows, teacher_report
+from flywheel_pipelines.define.distil.dataset import build_dataset, quarantine_rows, teacher_report, templates_used
 from flywheel_pipelines.define.evaluate.scoring import ModelUnderTest, evaluate_models, score_of
-from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS, template_versions
+from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS
 from flywheel_pipelines.define.tracking import (
     current_champion,
     ensure_local_adapter,
@@ -70,20 +70,23 @@ def instruction_dataset(
             benchmarks=benchmark_texts(),
             teacher=teacher,
             rebuild=config.rebuild_tasks or None,
-            stored=table_records(stored) if isinstance(stored, pd.DataFrame) else (),
+            stored=table_records(stored) if isinstance(stored, pd.DataFrame) else None,
         )
     finally:
         if teacher is not None:
             teacher.close()
     if not build.examples:
         raise dg.Failure("no instruction examples: check `sources` and `tasks` in flywheel.yaml")
-    rejected = quarantine_rows(build)
     store = quarantine.store()
     try:
-        for source in sorted({s.name for s in settings.sources} | {"teacher", "feedback"}):
+        rejected = quarantine_rows(build, store.rows(stage=STAGE) if build.kept else ())
+        for source in sorted(
+            {s.name for s in settings.sources} | {"teacher", "feedback"} | {q.source for q in rejected}
+        ):
             store.replace(source, STAGE, [q for q in rejected if q.source == source], context.run.run_id)
     finally:
         store.dispose()
+    skipped = [s for built in build.built.values() for s in built.skipped]
     tokenizer = AutoTokenizer.from_pretrained(base_model["path"])
     report = teacher_report(build)
     files = write_dataset(
@@ -91,7 +94,7 @@ def instruction_dataset(
         settings.data_path / "datasets" / "instruction_dataset",
         name="instruction_dataset",
         count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]),
-        templates=template_versions(settings.tasks.enabled()),
+        templates=templates_used(build.examples),
         sources=sorted({e["source"] for e in build.examples}),
         contamination=build.contamination,
         extra={f"teacher {k}": v for k, v in report.items()},
@@ -108,6 +111,8 @@ def instruction_dataset(
             "rebuilt_tasks": dg.MetadataValue.json(sorted(build.built)),
             "kept_tasks": dg.MetadataValue.json(build.kept),
             "unanswered_without_teacher": sum(b.unanswered for b in build.built.values()),
+            "skipped_by_limits": len(skipped),
+            "skipped_reasons": counts(f"{s.task}: {s.reason}" for s in skipped),
             "quarantined": len(rejected),
             "quarantine_reasons": reasons_preview(rejected),
             "decontaminated": len(build.contamination),

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from flywheel_pipelines.define.code_answers import body_parses, extract_code
-from flywheel_pipelines.define.datasets import benchmark_texts
+from flywheel_pipelines.define.datasets import benchmark_texts, decontaminate
 from flywheel_pipelines.define.distil.dataset import build_dataset, quarantine_rows
 from flywheel_pipelines.define.distil.examples import build_task_examples
 from flywheel_pipelines.define.distil.teacher import Teacher, TeacherCache, TeacherConfig
 from flywheel_pipelines.define.evaluate.humaneval import humaneval_problems
-from flywheel_pipelines.define.tasks import TASKS, load_template, template_versions
+from flywheel_pipelines.define.tasks import TASKS, load_template, template_versions, text_hash
 from flywheel_pipelines.define.tasks.validators import VALIDATORS
 from flywheel_pipelines.deliver.training_data import examples_from_feedback
 from flywheel_pipelines.discover.api_specs import extract_api_endpoints
@@ -39,6 +39,11 @@ AC1: Reorder from the order history
 Given I have a delivered order
 When I choose reorder
 Then its items are added to my basket"""
+
+
+def only(*enabled: str, **options: dict) -> TaskSettings:
+    """Settings with just these tasks enabled."""
+    return TaskSettings.model_validate({t: {**options.get(t, {}), "enabled": t in enabled} for t in TASKS})
 
 
 @pytest.fixture(scope="module")
@@ -201,9 +206,7 @@ def _teacher_answer(request: dict) -> str:
 
 
 def test_the_teacher_answers_what_the_assets_do_not_and_a_rerun_is_a_cache_hit(curated: list[dict], tmp_path: Path):
-    tasks = TaskSettings.model_validate(
-        {"user_story": {"topics": ["Reorder a past purchase"]}, "docstring_generation": {}}
-    )
+    tasks = only("user_story", "docstring_generation", user_story={"topics": ["Reorder a past purchase"]})
     with OpenAIWireServer(_teacher_answer) as server:
         config = TeacherConfig(base_url=server.base_url, model="teacher", max_concurrency=2, repair_attempts=1)
 
@@ -231,7 +234,7 @@ def test_the_teacher_answers_what_the_assets_do_not_and_a_rerun_is_a_cache_hit(c
 
 
 def test_self_instruct_topics_become_stories_without_duplicates(curated: list[dict], tmp_path: Path):
-    tasks = TaskSettings.model_validate({"user_story": {"topics": ["Reorder a past purchase"], "expand_rounds": 1}})
+    tasks = only("user_story", user_story={"topics": ["Reorder a past purchase"], "expand_rounds": 1})
     with OpenAIWireServer(_teacher_answer) as server:
         teacher = Teacher(TeacherConfig(base_url=server.base_url, model="t"), TeacherCache(tmp_path / "t.db"))
         try:
@@ -252,3 +255,128 @@ def test_generated_bodies_are_checked_for_syntax_in_or_out_of_a_code_fence():
     assert body_parses(sig, "def total(self, tax=0.0):\n    return 2")  # a whole function is fine too
     assert not body_parses(sig, "return (")
     assert not body_parses(sig, "   ")
+
+
+def _python_unit_record(path: str, name: str, body: str, docstring: str | None = None) -> dict:
+    unit = {
+        "unit_id": text_hash(path + name),
+        "source": "samples",
+        "path": path,
+        "language": "python",
+        "kind": "function",
+        "qualified_name": name,
+        "signature": f"def {name}() -> None:",
+        "decorators": [],
+        "docstring": docstring,
+        "class_summary": None,
+        "body": body,
+        "is_test": False,
+        "tested_units": [],
+        "start_line": 1,
+    }
+    record = {"kind": "code_unit", "source": "samples", "path": path, "asset_id": text_hash(path), "title": name}
+    return {**record, "payload": json.dumps(unit)}
+
+
+def test_two_files_with_the_same_prompt_keep_one_answer_whatever_the_order_and_quarantine_the_other():
+    a = _python_unit_record("scripts/a.py", "main", "print('a')\nreturn None")
+    b = _python_unit_record("scripts/b.py", "main", "print('b')\nreturn None")
+    tasks = TaskSettings()
+    first = build_task_examples("code_generation", [a, b], tasks)
+    second = build_task_examples("code_generation", [b, a], tasks)
+    assert first.examples == second.examples and len(first.examples) == 1
+    (kept,) = first.examples
+    assert kept["group"] == "file:samples/scripts/a.py" and kept["output"].startswith("print('a')")
+    (dropped,) = first.rejected
+    assert dropped.origin == f"curated_asset:{b['asset_id']}" and dropped.reason.startswith("same prompt as")
+
+
+def test_edits_with_a_short_fence_tag_a_wrapped_signature_or_an_older_wording_are_learnt(curated: list[dict]):
+    generated = build_task_examples("code_generation", curated, TaskSettings()).examples
+    target = next(e for e in generated if "`round_money`" in e["instruction"])
+    wrapped = "```py\ndef add(\n    a: int,\n    b: int,\n) -> int:\n```"
+    events = [
+        {
+            "event_id": "w",
+            "kind": "edit",
+            "task": "code_generation",
+            "instruction": "Implement `add`.",
+            "input": wrapped,
+            "completion": "",
+            "edited_completion": "return a + b",
+        },
+        {
+            "event_id": "old",
+            "kind": "edit",
+            "task": "implement_method",
+            "instruction": "Implement round_money.",
+            "input": target["input"],
+            "completion": "",
+            "edited_completion": "return round(amount, 2)",
+        },
+        {
+            "event_id": "t",
+            "kind": "edit",
+            "task": "test_generation",
+            "instruction": "Write tests.",
+            "input": "```rs\nfn f() {}\n```",
+            "completion": "",
+            "edited_completion": "#[test]\nfn t() {}",
+        },
+    ]
+    build = build_dataset(curated, examples_from_feedback(events), TaskSettings(), benchmarks={})
+    learnt = {e["origin"]: e for e in build.examples if e["generation"] == "feedback"}
+    assert set(learnt) == {"feedback:w", "feedback:old"}
+    assert not any(e["example_id"] == target["example_id"] for e in build.examples)  # replaced by the older wording
+    assert learnt["feedback:old"]["group"] == target["group"]
+    (rust,) = build.built["test_generation"].rejected
+    assert rust.origin == "feedback:t" and "cannot check 'rs' code" in rust.reason
+
+
+def test_feedback_for_a_task_that_is_not_enabled_is_quarantined_not_lost(curated: list[dict]):
+    tasks = TaskSettings.model_validate({"user_story": {"enabled": False}})
+    event = {
+        "event_id": "s",
+        "kind": "edit",
+        "task": "user_story",
+        "instruction": "Story?",
+        "input": "Pay",
+        "completion": "",
+        "edited_completion": STORY,
+    }
+    build = build_dataset(curated, examples_from_feedback([event]), tasks, benchmarks={})
+    (row,) = [q for q in quarantine_rows(build) if q.source == "feedback"]
+    assert row.path == "feedback:s" and "not an enabled task" in row.reason
+    assert not validation_errors("quarantined_asset", row.as_record())
+
+
+def test_a_partial_rebuild_keeps_the_quarantine_rows_of_the_tasks_it_keeps(curated: list[dict]):
+    tasks = TaskSettings()
+    full = build_dataset(curated, [], tasks, benchmarks={})
+    earlier = [
+        {"source": "samples", "path": "curated_asset:x", "reason": "reverse answer fails validation: odd", "item": t}
+        for t in ("docstring_generation", "user_story")
+    ]
+    partial = build_dataset(curated, [], tasks, benchmarks={}, rebuild=["user_story"], stored=full.examples)
+    rows = quarantine_rows(partial, earlier)
+    assert [r.item for r in rows if r.path == "curated_asset:x"] == ["docstring_generation"]
+    nothing_stored = build_dataset(curated, [], tasks, benchmarks={}, rebuild=["user_story"], stored=None)
+    assert sorted(nothing_stored.built) == sorted(tasks.enabled()) and nothing_stored.kept == {}
+
+
+def test_chinese_text_counts_in_validators_and_in_decontamination():
+    assert VALIDATORS["docstring"]("计算订单的总金额，包括税费和折扣。", {}) == []
+    story = "标题：下单获得积分\n作为会员，\n我想要在每次下单后获得积分，\n以便于以后兑换优惠券。"
+    eval_example = {
+        "example_id": "a" * 16,
+        "task": "user_story",
+        "origin": "o1",
+        "split": "eval",
+        "group": "g1",
+        "instruction": "写故事",
+        "input": "积分",
+        "output": story,
+    }
+    copy = dict(eval_example, example_id="b" * 16, origin="o2", split="train", group="g2", input="下单积分")
+    kept, removed = decontaminate([eval_example, copy], {}, ngram=20)
+    assert kept == [eval_example] and removed[0].example_id == "b" * 16

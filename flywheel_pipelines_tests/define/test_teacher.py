@@ -206,3 +206,11 @@ def test_self_instruct_proposes_new_topics_and_rejects_duplicates_of_seeds_exist
     assert all(seed in first_prompt for seed in seeds) and "an online shop" in first_prompt
     assert "Admin exports monthly sales as CSV" in last_user_message(server.requests[1])
     assert expansion.teacher.requests == 2 and expansion.as_metadata()["accepted"] == 2
+
+
+def test_a_blank_answer_is_a_failure_that_is_not_cached_so_a_rerun_asks_again(make_teacher: MakeTeacher):
+    with OpenAIWireServer(lambda request: "   ") as server:
+        (first,), report = make_teacher(server).distil(docstring_prompts("total"), validate=lambda _: [])
+        (again,), _ = make_teacher(server).distil(docstring_prompts("total"), validate=lambda _: [])
+    assert first.output is None and "empty answer" in first.errors[0] and report.failed == 1
+    assert again.output is None and len(server.requests) == 2  # asked twice: nothing was cached

@@ -17,6 +17,7 @@ from flywheel_pipelines.settings import TaskSettings
 
 TOPIC_TASKS = ("user_story", "api_design")
 STAGE = "instruction_dataset"
+_DECONTAMINATED = "decontaminated:"
 
 
 @dataclass
@@ -28,6 +29,7 @@ class DatasetBuild:
     new_topics: dict[str, list[str]] = field(default_factory=dict)
     expansions: dict[str, TopicExpansion] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # example id -> source, for the quarantine
+    orphan_feedback: list[dict] = field(default_factory=list)  # users' edits for tasks that are not enabled
 
 
 def _known_titles(records: Sequence[dict]) -> list[str]:
@@ -42,18 +44,20 @@ def build_dataset(
     benchmarks: Mapping[str, str],
     teacher: Teacher | None = None,
     rebuild: Sequence[str] | None = None,
-    stored: Sequence[dict] = (),
+    stored: Sequence[dict] | None = None,
 ) -> DatasetBuild:
     """`rebuild` names the tasks to build now (all enabled ones when None); the other enabled tasks keep their
-    `stored` examples. Decontamination always runs over the whole result."""
+    `stored` examples — unless nothing is stored for them (a task enabled since), which are built too.
+    Decontamination always runs over the whole result."""
     enabled = tasks.enabled()
     if unknown := sorted(set(rebuild or ()) - set(enabled)):
         raise ValueError(f"cannot rebuild {unknown}: enabled tasks are {enabled}")
     out = DatasetBuild([])
     examples: list[dict] = []
+    stored_tasks = {e["task"] for e in stored or ()}
     for task in enabled:
-        if rebuild is not None and task not in rebuild:
-            kept = [e for e in stored if e["task"] == task]
+        if rebuild is not None and task not in rebuild and task in stored_tasks:
+            kept = [e for e in stored or () if e["task"] == task]
             out.kept[task] = len(kept)
             examples += kept
             continue
@@ -71,22 +75,49 @@ def build_dataset(
         built = build_task_examples(task, records, tasks, feedback, teacher, topics)
         out.built[task] = built
         examples += built.examples
+    out.orphan_feedback = [e for e in feedback if e["task"] not in enabled]
     examples = assign_splits(examples, tasks.eval_fraction)
     out.examples, out.contamination = decontaminate(examples, benchmarks, tasks.decontamination_ngram)
     out.sources = {e["example_id"]: e["source"] for e in examples}
     return out
 
 
-def quarantine_rows(build: DatasetBuild) -> list[Quarantined]:
-    """What failed validation (or the teacher) and what decontamination removed, with the reason; the item is the
-    task, the path what the example was built from."""
+def templates_used(examples: Sequence[dict]) -> dict[str, int]:
+    """Task -> the template version its examples were rendered from (the newest, when kept tasks mix versions);
+    users' edits (version 0) do not count."""
+    used: dict[str, int] = {}
+    for e in examples:
+        if e["template_version"]:
+            used[e["task"]] = max(used.get(e["task"], 0), int(e["template_version"]))
+    return dict(sorted(used.items()))
+
+
+def quarantine_rows(build: DatasetBuild, previous: Sequence[dict] = ()) -> list[Quarantined]:
+    """What failed validation (or the teacher), edits for tasks that are not enabled, and what decontamination
+    removed, with the reason; the item is the task, the path what the example was built from. `previous` rows (the
+    stage's quarantine before this build) of tasks kept as stored stay, as their examples do."""
     rows = [
+        Quarantined(row["source"], row["path"], STAGE, row["reason"], row["item"])
+        for row in previous
+        if row["item"] in build.kept and not row["reason"].startswith(_DECONTAMINATED)
+    ]
+    rows += [
         Quarantined(r.source, r.origin, STAGE, r.reason, r.task)
         for built in build.built.values()
         for r in built.rejected
     ]
     rows += [
-        Quarantined(build.sources[c.example_id], c.origin, STAGE, f"decontaminated: {c.reason}", c.task)
+        Quarantined(
+            "feedback",
+            e["origin"],
+            STAGE,
+            f"an edit for task {e['task']!r}, which is not an enabled task of the catalogue",
+            e["task"],
+        )
+        for e in build.orphan_feedback
+    ]
+    rows += [
+        Quarantined(build.sources[c.example_id], c.origin, STAGE, f"{_DECONTAMINATED} {c.reason}", c.task)
         for c in build.contamination
     ]
     return rows

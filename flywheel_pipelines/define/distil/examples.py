@@ -51,7 +51,7 @@ def drafts_for(
         drafts = design_tasks.api_design(records, [*options.topics, *topics], tasks.api_to_user_story.min_link_score)
     else:
         drafts = design_tasks.user_story(records, [*options.topics, *topics])
-    return drafts, [Rejected(task, s.origin, "", s.reason) for s in skipped]
+    return drafts, [Rejected(task, s.origin, s.source, s.reason) for s in skipped]
 
 
 def validate_answer(draft: Draft, output: str) -> list[str]:
@@ -89,19 +89,37 @@ def teacher_prompt(draft: Draft) -> TeacherPrompt:
     )
 
 
-def _checked(examples: Iterable[tuple[Draft, dict]], out: TaskExamples) -> dict[str, dict]:
-    by_id: dict[str, dict] = {}
-    for draft, example in examples:
+def _valid(pairs: Iterable[tuple[Draft, dict]], out: TaskExamples) -> list[dict]:
+    kept = []
+    for draft, example in pairs:
         errors = validation_errors("instruction", example) or validate_answer(draft, example["output"])
         if errors:
             reason = f"{example['generation']} answer fails validation: " + "; ".join(errors[:5])
             out.rejected.append(Rejected(out.task, example["origin"], example["source"], reason))
-        elif (replaced := by_id.get(example["example_id"])) is not None:
-            # A user's edit replaces the generated answer to the same prompt, and takes its group along to train.
-            by_id[example["example_id"]] = dict(example, group=replaced["group"])
+        else:
+            kept.append(example)
+    return kept
+
+
+def _merge(generated: list[dict], edits: list[dict], out: TaskExamples) -> list[dict]:
+    """One example per prompt. Two generated answers to one prompt (two files with the same undocumented `main`)
+    keep the first by (group, output), whatever the input order; the other is quarantined. A user's edit replaces the
+    answer to its prompt — matched by example id, else by input, as prompts written by an older template differ
+    only in wording — and takes that answer's group along to train."""
+    by_id: dict[str, dict] = {}
+    for example in sorted(generated, key=lambda e: (e["group"], e["output"])):
+        if (first := by_id.get(example["example_id"])) is not None:
+            reason = f"same prompt as {first['origin']} ({first['group']}), which is kept"
+            out.rejected.append(Rejected(out.task, example["origin"], example["source"], reason))
         else:
             by_id[example["example_id"]] = example
-    return by_id
+    by_input = {e["input"]: e["example_id"] for e in by_id.values() if e["input"]}
+    for edit in edits:
+        target = edit["example_id"] if edit["example_id"] in by_id else by_input.get(edit["input"])
+        if target is not None:
+            edit = dict(edit, group=by_id.pop(target)["group"])
+        by_id[edit["example_id"]] = edit  # of two edits to one prompt, the later event wins
+    return list(by_id.values())
 
 
 def build_task_examples(
@@ -118,6 +136,9 @@ def build_task_examples(
     drafts, out.skipped = drafts_for(task, records, tasks, topics)
     answered = [(d, to_example(d, d.output, "reverse", tasks.eval_fraction)) for d in drafts if d.output]
     if "reverse" not in options.modes:
+        out.skipped += [
+            Rejected(task, d.origin, d.source, "reverse mode is off for this task") for d in drafts if d.output
+        ]
         answered = []
     open_drafts = [d for d in drafts if not d.output]
     if teacher is not None and "teacher" in options.modes and open_drafts:
@@ -131,14 +152,16 @@ def build_task_examples(
                 answered.append((draft, to_example(draft, result.output, "teacher", tasks.eval_fraction)))
     else:
         out.unanswered = len(open_drafts)
-    edits = [(_feedback_draft(e), e) for e in feedback if e["task"] == task]
-    by_id = _checked([*answered, *edits], out)
-    examples = sorted(by_id.values(), key=lambda e: e["example_id"])
-    if options.max_examples is not None and len(examples) > options.max_examples:
-        for e in examples[options.max_examples :]:
+    edits = _valid([(_feedback_draft(e), e) for e in feedback if e["task"] == task], out)
+    merged = _merge(_valid(answered, out), edits, out)
+    # The cap keeps a stable hash-ordered share of generated examples; users' corrections are always kept.
+    generated = sorted((e for e in merged if e["generation"] != "feedback"), key=lambda e: e["example_id"])
+    if options.max_examples is not None and len(generated) > options.max_examples:
+        for e in generated[options.max_examples :]:
             out.skipped.append(Rejected(task, e["origin"], e["source"], f"over the cap of {options.max_examples}"))
-        examples = examples[: options.max_examples]
-    out.examples = examples
+        generated = generated[: options.max_examples]
+    corrections = [e for e in merged if e["generation"] == "feedback"]
+    out.examples = sorted([*generated, *corrections], key=lambda e: e["example_id"])
     return out
 
 
@@ -150,15 +173,36 @@ def _feedback_draft(example: dict) -> Draft:
     )
 
 
+# Fence tags people write, by the catalogue's language names.
+FENCE_LANGUAGES = {
+    "py": "python",
+    "python3": "python",
+    "ts": "typescript",
+    "tsx": "typescript",
+    "js": "javascript",
+    "jsx": "javascript",
+    "kt": "kotlin",
+    "golang": "go",
+}
+
+
 def code_context_from_input(input_text: str) -> dict:
-    """The language and signature a code prompt shows: its fence's language and the last line of its code."""
-    match = re.search(r"```(\w*)\n(.*?)(?:```|\Z)", input_text, re.DOTALL)
+    """The language and signature a code prompt shows: its fence's language and the signature its code ends with
+    (a Python signature may span lines)."""
+    match = re.search(r"```([\w+-]*)\n(.*?)(?:```|\Z)", input_text, re.DOTALL)
     if not match:
         return {"language": "python", "signature": "def _():", "kind": "function"}
-    language = match.group(1) or "python"
-    lines = [line for line in match.group(2).splitlines() if line.strip()]
+    tag = match.group(1).lower() or "python"
+    language = FENCE_LANGUAGES.get(tag, tag)
+    code = match.group(2).rstrip()
+    kind = "method" if "class" in input_text else "function"
     if language == "python":
-        signature = next((ln.strip() for ln in reversed(lines) if re.match(r"\s*(async\s+)?def\s", ln)), "def _():")
-    else:
-        signature = lines[-1].strip() if lines else ""
-    return {"language": language, "signature": signature, "kind": "method" if "class" in input_text else "function"}
+        starts = list(re.finditer(r"^[ \t]*(async\s+)?def\s", code, re.M))
+        signature = "def _():"
+        if starts:
+            text = code[starts[-1].start() :]
+            end = re.search(r"\)\s*(->[^:]*)?:[ \t]*$", text, re.M)
+            signature = " ".join(text[: end.end()].split()) if end else text.splitlines()[0].strip()
+        return {"language": language, "signature": signature, "kind": kind}
+    lines = [line for line in code.splitlines() if line.strip()]
+    return {"language": language, "signature": lines[-1].strip() if lines else "", "kind": kind}

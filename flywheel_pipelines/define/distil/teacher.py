@@ -175,7 +175,7 @@ class TeacherCache:
 
 
 class EmptyAnswer(RuntimeError):
-    """The endpoint answered without a choice; not cached, so a re-run asks again."""
+    """The endpoint answered without a choice or with blank text; not cached, so a re-run asks again."""
 
 
 class Teacher:
@@ -235,9 +235,9 @@ class Teacher:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
-        if not response.choices:
-            raise EmptyAnswer(f"{config.model} at {config.base_url} answered with no choices")
-        content = response.choices[0].message.content or ""
+        content = response.choices[0].message.content if response.choices else None
+        if not (content or "").strip():
+            raise EmptyAnswer(f"{config.model} at {config.base_url} gave an empty answer")
         answer = {"content": content, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
         self.cache.put(key, answer)
         return content, False

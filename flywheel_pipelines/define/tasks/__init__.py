@@ -9,6 +9,7 @@ it (reverse generation). A draft without an answer is a prompt for the teacher m
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -107,6 +108,18 @@ def template_versions(tasks: list[str] | tuple[str, ...] = TASKS) -> dict[str, i
 
 def example_id(task: str, instruction: str, input_text: str) -> str:
     return hashlib.sha256(f"{task}\0{instruction}\0{input_text}".encode()).hexdigest()[:16]
+
+
+_CJK_OR_WORD = re.compile(r"[\u3400-\u9fff]|[^\W\u3400-\u9fff]+")
+
+
+def words(text: str) -> list[str]:
+    """Words, each Chinese character one of them (Chinese has no spaces between words)."""
+    return _CJK_OR_WORD.findall(text)
+
+
+def word_count(text: str) -> int:
+    return len(words(text))
 
 
 def text_hash(text: str) -> str:

@@ -14,12 +14,13 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flywheel_pipelines.define.tasks import LANGUAGE_NAMES, Draft
+from flywheel_pipelines.define.tasks import LANGUAGE_NAMES, Draft, word_count
 
 
 @dataclass(frozen=True)
 class Skipped:
     origin: str
+    source: str
     reason: str
 
 
@@ -126,10 +127,14 @@ def code_generation(records: Iterable[dict], limits: CodeTaskLimits) -> tuple[li
         common = _common(record, unit)
         body = unit["body"]
         if len(body.splitlines()) < limits.min_body_lines:
-            skipped.append(Skipped(common["origin"], f"body shorter than {limits.min_body_lines} lines"))
+            skipped.append(
+                Skipped(common["origin"], common["source"], f"body shorter than {limits.min_body_lines} lines")
+            )
             continue
         if len(body) > limits.max_body_chars:
-            skipped.append(Skipped(common["origin"], f"body longer than {limits.max_body_chars} characters"))
+            skipped.append(
+                Skipped(common["origin"], common["source"], f"body longer than {limits.max_body_chars} characters")
+            )
             continue
         parts = []
         if unit.get("class_summary"):
@@ -162,7 +167,11 @@ def test_generation(records: Iterable[dict], limits: CodeTaskLimits) -> tuple[li
         tests = sorted(tests_of[unit["unit_id"]], key=lambda t: (t["path"], t["start_line"]))
         output = "\n\n".join(unit_source(t) for t in tests)
         if len(output) > limits.max_tests_chars:
-            skipped.append(Skipped(common["origin"], f"its tests are longer than {limits.max_tests_chars} characters"))
+            skipped.append(
+                Skipped(
+                    common["origin"], common["source"], f"its tests are longer than {limits.max_tests_chars} characters"
+                )
+            )
             continue
         code = unit_source(unit)
         if unit.get("class_summary"):
@@ -181,11 +190,17 @@ def docstring_generation(records: Iterable[dict], limits: CodeTaskLimits) -> tup
         common = _common(record, unit)
         code = unit_source(unit, with_doc=False)
         if len(code) > limits.max_body_chars * 2:
-            skipped.append(Skipped(common["origin"], f"longer than {limits.max_body_chars * 2} characters"))
+            skipped.append(
+                Skipped(common["origin"], common["source"], f"longer than {limits.max_body_chars * 2} characters")
+            )
             continue
         doc = (unit.get("docstring") or "").strip()
-        if doc and len(doc.split()) < limits.min_docstring_words:
-            skipped.append(Skipped(common["origin"], f"docstring shorter than {limits.min_docstring_words} words"))
+        if doc and word_count(doc) < limits.min_docstring_words:
+            skipped.append(
+                Skipped(
+                    common["origin"], common["source"], f"docstring shorter than {limits.min_docstring_words} words"
+                )
+            )
             continue
         kind = "class" if unit["kind"] == "class" else _kind(unit)
         fields = _fields(unit, code=code, kind=kind)

@@ -17,6 +17,7 @@ from flywheel_pipelines.define.tasks import Draft, text_hash
 from flywheel_pipelines.discover.dsl import api_table
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 _WORD = re.compile(r"[a-z]{3,}")
 _STOP = frozenset(
     [
@@ -173,8 +174,11 @@ def _stem(word: str) -> str:
 
 
 def content_words(text: str) -> set[str]:
+    """Stemmed English content words, and Chinese character bigrams (Chinese has no spaces between words)."""
     spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)  # discountCode -> discount Code
-    return {_stem(w) for w in _WORD.findall(spaced.lower()) if w not in _STOP}
+    english = {_stem(w) for w in _WORD.findall(spaced.lower()) if w not in _STOP}
+    chinese = {run[i : i + 2] for run in _CJK_RUN.findall(text) for i in range(max(1, len(run) - 1))}
+    return english | chinese
 
 
 def _story_words(story: dict) -> set[str]:
@@ -191,7 +195,7 @@ def link_score(story_words: set[str], api_words: set[str]) -> float:
 
 def story_links(records: Sequence[dict], groups: Sequence[EndpointGroup], min_link_score: float) -> dict[int, dict]:
     """Endpoint group index -> the curated story record it serves best, each story paired at most once."""
-    stories = [r for r in records if r["kind"] == "user_story"]
+    stories = sorted((r for r in records if r["kind"] == "user_story"), key=lambda r: r["asset_id"])
     story_words = [_story_words(json.loads(r["payload"])) for r in stories]
     candidates = []
     for gi, group in enumerate(groups):

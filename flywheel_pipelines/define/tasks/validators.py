@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Callable
 
 from flywheel_pipelines.define.code_answers import body_parses, extract_code
+from flywheel_pipelines.define.tasks import LANGUAGE_NAMES, word_count
 from flywheel_pipelines.discover.dsl import DslSyntaxError, api_table, user_story_dsl
 from flywheel_pipelines.discover.rest_lint import lint_endpoints
 from flywheel_pipelines.discover.treesitter_units import syntax_error_line
@@ -47,6 +48,12 @@ _ASSERTION = {
 }
 
 
+def _unsupported(language: str) -> list[str]:
+    if language in LANGUAGE_NAMES:
+        return []
+    return [f"cannot check {language!r} code: the catalogue checks {', '.join(LANGUAGE_NAMES)}"]
+
+
 def _syntax_problem(language: str, source: str) -> str | None:
     if language == "python":
         try:
@@ -66,6 +73,8 @@ def code_body(output: str, context: dict) -> list[str]:
     if not body.strip():
         return ["the answer is empty"]
     language, signature = context["language"], context["signature"]
+    if problems := _unsupported(language):
+        return problems
     if language == "python":
         return [] if body_parses(signature, body) else ["the body does not parse under the signature " + signature]
     kind = "method" if context.get("kind") == "method" else "function"
@@ -82,6 +91,8 @@ def tests(output: str, context: dict) -> list[str]:
     language = context["language"]
     if not code.strip():
         return ["the answer is empty"]
+    if problems := _unsupported(language):
+        return problems
     errors = []
     source = code
     if language == "go" and not code.lstrip().startswith("package "):
@@ -101,11 +112,13 @@ def docstring(output: str, context: dict) -> list[str]:
     """Documentation text: words, not code; no comment markers or quotes; a summary line first."""
     text = output.strip()
     errors = []
-    if len(re.findall(r"\w+", text)) < 3:
+    if word_count(text) < 3:
         errors.append("a documentation comment needs at least a short sentence (3 words)")
     if text.startswith(('"""', "'''", "/**", "/*", "//", "#")) or text.endswith(('"""', "*/")):
         errors.append("reply with the text only, without comment markers or quotes")
-    if "```" in text or re.search(r"^\s*(def|class|function|func|public|private|fun)\s+\w+.*[:{(]\s*$", text, re.M):
+    if re.search(r"^\s*```", text, re.M) or re.search(
+        r"^\s*(def|class|function|func|public|private|fun)\s+\w+.*[:{(]\s*$", text, re.M
+    ):
         errors.append("the answer contains code; reply with the documentation text only")
     if len(text.splitlines()) > 40:
         errors.append("longer than 40 lines")
@@ -166,7 +179,12 @@ def _canonical(dsl) -> Callable[[str], str]:
 
 
 def _docstring_text(text: str) -> str:
-    return text.strip().strip('"').strip("'").strip()
+    # Only quotes that wrap the whole answer go (a model's habit); quotes inside the text stay.
+    text = text.strip()
+    for quote in ('"""', "'''", '"', "'"):
+        if len(text) > 2 * len(quote) and text.startswith(quote) and text.endswith(quote):
+            return text[len(quote) : -len(quote)].strip()
+    return text
 
 
 # How an answer is normalised before it is validated and kept: code out of its fence, DSLs in canonical form.
