@@ -1,0 +1,102 @@
+"""Sequence packing for training: several tokenized examples share one row, and none can see another.
+
+Rows carry `position_ids` that restart at 0 for every example and no attention mask; transformers then builds a
+block-diagonal causal mask from the position restarts (`masking_utils.find_packed_sequence_indices`), so a token
+attends only to earlier tokens of its own example. It does so only without a KV cache: a model trained on packed
+rows must have `use_cache` off (`for_packed_training`), or every example silently attends to the ones before it.
+The first label of every example is masked as well, so no example is trained to predict its first token from the end
+of the one before it. Padding, where a row is not full, is a sequence of its own with labels -100.
+
+Rows are filled first-fit-decreasing (longest examples first, each into the first row with room), which leaves
+little padding without reordering training in a way that depends on anything but the lengths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Feature = dict[str, list[int]]
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+    examples: int
+
+
+def pack(features: Sequence[Feature], max_length: int) -> list[PackedRow]:
+    """Rows of at most `max_length` tokens; an example longer than that is cut to it (tokenization already keeps
+    its answer)."""
+    order = sorted(range(len(features)), key=lambda i: (-len(features[i]["input_ids"]), i))
+    rows: list[list[int]] = []  # feature indices per row
+    room: list[int] = []
+    for i in order:
+        length = min(len(features[i]["input_ids"]), max_length)
+        for r, free in enumerate(room):
+            if free >= length:
+                rows[r].append(i)
+                room[r] -= length
+                break
+        else:
+            rows.append([i])
+            room.append(max_length - length)
+    packed = []
+    for members in rows:
+        ids: list[int] = []
+        labels: list[int] = []
+        positions: list[int] = []
+        for i in sorted(members):  # dataset order inside a row: deterministic and independent of the fill order
+            f_ids = features[i]["input_ids"][:max_length]
+            f_labels = [-100, *features[i]["labels"][1:max_length]]
+            ids += f_ids
+            labels += f_labels
+            positions += list(range(len(f_ids)))
+        packed.append(PackedRow(ids, labels, positions, len(members)))
+    return packed
+
+
+def padding_share(rows: Sequence[PackedRow], max_length: int, batch_size: int) -> float:
+    """Share of the tokens the model processes that are padding, when rows are batched `batch_size` at a time in
+    order and each batch is padded to its longest row."""
+    total = padded = 0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        width = max(len(r.input_ids) for r in batch)
+        total += width * len(batch)
+        padded += sum(width - len(r.input_ids) for r in batch)
+    return padded / total if total else 0.0
+
+
+def for_packed_training(model: Any) -> Any:
+    """The model with its KV cache off, so that transformers reads packed rows' position restarts as attention
+    boundaries (with a cache it falls back to one causal mask over the whole row)."""
+    model.config.use_cache = False
+    return model
+
+
+class PackedCollator:
+    """Batches packed rows: pads each to the batch's longest with a padding sequence of its own (positions from 0,
+    labels -100), and passes no attention mask so that the position restarts define the attention blocks."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids, labels, positions = [], [], []
+        for r in rows:
+            pad = width - len(r["input_ids"])
+            ids.append(r["input_ids"] + [self.pad_token_id] * pad)
+            labels.append(r["labels"] + [-100] * pad)
+            positions.append(r["position_ids"] + list(range(pad)))
+        return {
+            "input_ids": torch.tensor(ids),
+            "labels": torch.tensor(labels),
+            "position_ids": torch.tensor(positions),
+        }
