@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from flywheel_pipelines.define.tasks import TASKS
 
 CONFIG_ENV_VAR = "FLYWHEEL_CONFIG"
+# Read once, when the process starts: `mlflow.set_tracking_uri` writes this variable too, so reading it later would
+# make one project's store the default of the next project the same process opens (tests, a Dagster code server).
+_MLFLOW_TRACKING_URI_AT_START = os.environ.get("MLFLOW_TRACKING_URI")
 CONFIG_FILE_NAME = "flywheel.yaml"
 
 
@@ -163,20 +166,39 @@ class TeacherSettings(_Section):
 
 
 class TrainingSettings(_Section):
-    """LoRA hyper-parameters; all are logged to MLflow."""
+    """LoRA fine-tuning; every field is logged to MLflow, and any can be overridden for one run in the launchpad."""
 
-    lora_r: int = Field(default=16, ge=1)
-    lora_alpha: int = Field(default=32, ge=1)
+    lora_r: int = Field(default=16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    target_modules: list[str] | Literal["auto"] = Field(
+        default="auto", description="Modules LoRA wraps; auto = the attention projections of the architecture."
+    )
     learning_rate: float = Field(default=2e-4, gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"] = "linear"
     max_steps: int = Field(default=12, description="Optimizer steps; -1 trains for num_epochs instead.")
     num_epochs: float = Field(default=1.0, gt=0)
     per_device_batch_size: int = Field(default=4, ge=1)
     gradient_accumulation_steps: int = Field(default=1, ge=1)
-    max_seq_length: int = Field(default=256, ge=16, description="Longer examples are truncated.")
+    max_seq_length: int = Field(default=256, ge=16, description="Longer examples are truncated (answer kept).")
     warmup_steps: int = Field(default=0, ge=0)
     seed: int = 42
+    packing: bool = Field(
+        default=True, description="Several examples per row, each attending only to itself: little padding."
+    )
+    eval_steps: int = Field(
+        default=4, ge=1, description="Every N steps: eval loss on the eval split, and a checkpoint to resume from."
+    )
+    eval_examples: int = Field(default=64, ge=0, description="Eval-split examples the eval loss is computed on.")
+    early_stopping_patience: int = Field(
+        default=0, ge=0, description="Stop after N evaluations without a better eval loss (0: never stop early)."
+    )
+    adapters: Literal["mix", "per_task"] = Field(
+        default="mix", description="mix: one adapter for the task mix; per_task: one adapter per task."
+    )
+    primary_task: str = Field(
+        default="code_generation", description="With per_task adapters, the one scored and promoted."
+    )
 
 
 class EvaluationSettings(_Section):
@@ -208,12 +230,20 @@ class FeedbackSettings(_Section):
 class TrackingSettings(_Section):
     """MLflow tracking and the adapter registry."""
 
-    tracking_uri: str = Field(default="sqlite:///data/mlflow/mlflow.db")
+    tracking_uri: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL or http(s) tracking server; unset: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///data/mlflow/mlflow.db.",
+    )
     artifact_location: str = Field(
         default="data/mlflow/artifacts", description="Artifact root for new experiments (path or URI)."
     )
-    experiment: str = "flywheel"
-    registered_model: str = "flywheel-code-lora"
+    experiment: str = Field(
+        default="flywheel", description="Experiment of the mix adapter; per-task adapters use <experiment>-<task>."
+    )
+    registered_model: str = Field(default="flywheel-code-lora", description="Per-task: <registered_model>-<task>.")
+    mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where run links in Dagster point.")
+    dagster_ui_url: str = Field(default="http://127.0.0.1:3000", description="Where MLflow runs link back to.")
 
 
 class Settings(_Section):
@@ -274,7 +304,9 @@ class Settings(_Section):
 
     @property
     def mlflow_tracking_uri(self) -> str:
-        return self.resolve_url(self.tracking.tracking_uri)
+        """flywheel.yaml's tracking_uri, else $MLFLOW_TRACKING_URI, else the embedded SQLite store under data/."""
+        uri = self.tracking.tracking_uri or _MLFLOW_TRACKING_URI_AT_START
+        return self.resolve_url(uri or f"sqlite:///{self.data_dir}/mlflow/mlflow.db")
 
     @property
     def mlflow_artifact_location(self) -> str:
@@ -283,7 +315,10 @@ class Settings(_Section):
 
     @property
     def base_model_reference(self) -> str:
-        """The base model as a path when it is a local file or folder, else the hub id unchanged."""
+        """The base model as a path when it is a local file or folder, else the hub id (or the
+        `package:<module>/<file>` reference to a file inside an installed package) unchanged."""
+        if self.base_model.name_or_path.startswith("package:"):
+            return self.base_model.name_or_path
         candidate = self.resolve(self.base_model.name_or_path)
         looks_local = candidate.exists() or self.base_model.name_or_path.endswith(".gguf")
         return str(candidate) if looks_local else self.base_model.name_or_path

@@ -49,3 +49,16 @@ def test_missing_file_and_broken_yaml_are_clear_errors(tmp_path: Path):
     broken.write_text("sources: [unclosed\n")
     with pytest.raises(SettingsError, match="not valid YAML"):
         load_settings(broken)
+
+
+def test_the_mlflow_store_is_the_configured_one_else_the_environments_else_the_embedded_sqlite(tmp_path, monkeypatch):
+    import flywheel_pipelines.settings as settings_module
+
+    base = {"sources": [{"name": "s", "path": "."}], "base_model": {"name_or_path": "m"}}
+    monkeypatch.setattr(settings_module, "_MLFLOW_TRACKING_URI_AT_START", None)
+    embedded = settings_module.parse_settings(base, tmp_path)
+    assert embedded.mlflow_tracking_uri == f"sqlite:///{tmp_path / 'data' / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setattr(settings_module, "_MLFLOW_TRACKING_URI_AT_START", "http://mlflow.internal:5000")
+    assert settings_module.parse_settings(base, tmp_path).mlflow_tracking_uri == "http://mlflow.internal:5000"
+    configured = settings_module.parse_settings({**base, "tracking": {"tracking_uri": "sqlite:///t.db"}}, tmp_path)
+    assert configured.mlflow_tracking_uri == f"sqlite:///{tmp_path / 't.db'}"

@@ -6,7 +6,7 @@ Each trained adapter becomes a version of one registered model; the alias `champ
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -15,6 +15,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"  # the newest version, until eval_scores and champion_adapter have judged it
+MIX = "mix"
 ADAPTER_ARTIFACT_PATH = "adapter"
 
 # Alembic logs every migration of a new SQLite store at INFO; nobody needs that in a Dagster step log.
@@ -33,6 +35,20 @@ class Tracking:
     def client(self) -> MlflowClient:
         mlflow.set_tracking_uri(self.tracking_uri)
         return MlflowClient(tracking_uri=self.tracking_uri)
+
+    def for_adapter(self, kind: str) -> Tracking:
+        """The experiment and registered model of one kind of adapter: the task mix uses the configured names,
+        a per-task adapter `<name>-<task>`."""
+        if kind == MIX:
+            return self
+        return replace(self, experiment=f"{self.experiment}-{kind}", registered_model=f"{self.registered_model}-{kind}")
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            self.client().get_run(run_id)
+        except MlflowException:
+            return False
+        return True
 
     def experiment_id(self) -> str:
         """The experiment, created with an explicit artifact location (never ./mlruns of whatever cwd)."""
@@ -70,9 +86,36 @@ def register_adapter(tracking: Tracking, run_id: str, adapter_path: Path) -> Ada
             raise
     source = f"{client.get_run(run_id).info.artifact_uri}/{ADAPTER_ARTIFACT_PATH}"
     mv = client.create_model_version(
-        tracking.registered_model, source=source, run_id=run_id, tags={"adapter_path": str(adapter_path)}
+        tracking.registered_model,
+        source=source,
+        run_id=run_id,
+        tags={"adapter_path": str(adapter_path), "adapter_name": adapter_path.name},
     )
+    client.set_registered_model_alias(tracking.registered_model, CHALLENGER_ALIAS, mv.version)
     return _as_adapter_version(mv)
+
+
+def code_version() -> str:
+    """The git commit of the code that trains (with `-dirty` for uncommitted changes), else the package version."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    here = Path(__file__).resolve().parent
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(here), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if described.returncode == 0 and described.stdout.strip():
+            return described.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return f"flywheel-pipelines {version('flywheel-pipelines')}"
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def current_champion(tracking: Tracking) -> AdapterVersion | None:

@@ -1,16 +1,21 @@
 """Define, step 3 (model): train a LoRA adapter with transformers + peft, every run tracked in MLflow.
 
-The Trainer runs on accelerate, so the same code uses a CPU, one GPU, or several (`accelerate launch`).
-The adapter is saved in the standard PEFT format and loads with `PeftModel.from_pretrained`.
+The Trainer runs on accelerate, so the same code uses a CPU, one GPU, or several GPUs
+(`accelerate launch -m flywheel_pipelines.define.train_cli ...`, see the README). Examples are packed several to a
+row without attending to each other (define/packing.py), and only answer tokens are learnt. The eval split's loss is
+measured every `eval_steps`, with a checkpoint each time: the best one is kept, training may stop early, and a run
+that was killed resumes from its last checkpoint — in the same MLflow run — when it is started again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +24,63 @@ import pandas as pd
 import torch
 
 from flywheel_pipelines.define.chat import tokenize_for_training
-from flywheel_pipelines.define.tracking import ADAPTER_ARTIFACT_PATH, Tracking
+from flywheel_pipelines.define.packing import PackedCollator, for_packed_training, pack, padding_share
+from flywheel_pipelines.define.tracking import ADAPTER_ARTIFACT_PATH, Tracking, code_version
 from flywheel_pipelines.settings import TrainingSettings
+
+RUN_ID_FILE = "mlflow_run_id"
+
+# The attention projections per architecture (config.model_type): what LoRA wraps unless configured. Models not
+# listed fall back to peft's own table, then to every linear layer.
+_QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
+_QKVO_FAMILIES = [
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "starcoder2",
+    "olmo",
+    "olmo2",
+    "granite",
+    "deepseek_v2",
+    "cohere",
+    "stablelm",
+]
+ATTENTION_PROJECTIONS: dict[str, list[str]] = {
+    **dict.fromkeys(_QKVO_FAMILIES, _QKVO),
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj"],
+    "gpt2": ["c_attn", "c_proj"],
+    "gpt_bigcode": ["c_attn", "c_proj"],
+    "gpt_neox": ["query_key_value", "dense"],
+    "falcon": ["query_key_value", "dense"],
+    "bloom": ["query_key_value", "dense"],
+    "phi": ["q_proj", "k_proj", "v_proj", "dense"],
+    "phi3": ["qkv_proj", "o_proj"],
+    "codegen": ["qkv_proj", "out_proj"],
+}
 
 
 @dataclass(frozen=True)
 class TrainedAdapter:
     path: Path
+    name: str
     mlflow_run_id: str
+    experiment_id: str
     train_examples: int
     steps: int
     final_loss: float | None
+    best_eval_loss: float | None
     tokens_per_second: float
+    padding_share: float
     seconds: float
+    resumed_from_step: int | None
+    stopped_early: bool
+    target_modules: list[str] = field(default_factory=list)
 
 
 def pick_dtype(dtype: str) -> torch.dtype:
@@ -43,8 +92,18 @@ def pick_dtype(dtype: str) -> torch.dtype:
     return torch.float32
 
 
+def target_modules_for(model_type: str, configured: list[str] | str) -> list[str] | str:
+    if configured != "auto":
+        return list(configured)
+    if model_type in ATTENTION_PROJECTIONS:
+        return ATTENTION_PROJECTIONS[model_type]
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type, [])) or "all-linear"
+
+
 class CompletionCollator:
-    """Right-pads a batch; padding is masked out of attention and loss."""
+    """Without packing: right-pads a batch; padding is masked out of attention and loss."""
 
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
@@ -57,11 +116,20 @@ class CompletionCollator:
             ids.append(f["input_ids"] + [self.pad_token_id] * pad)
             labels.append(f["labels"] + [-100] * pad)
             mask.append([1] * len(f["input_ids"]) + [0] * pad)
-        return {
-            "input_ids": torch.tensor(ids),
-            "labels": torch.tensor(labels),
-            "attention_mask": torch.tensor(mask),
-        }
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
+
+
+class TokenCounter:
+    """Real (non-padding) training tokens the collator hands out, for tokens per second; eval rows, which the
+    Trainer collates with the same collator, are marked and not counted."""
+
+    def __init__(self, collator: Any):
+        self.collator = collator
+        self.tokens = 0
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        self.tokens += sum(len(r["input_ids"]) for r in rows if not r.get("eval"))
+        return self.collator(rows)
 
 
 def hyperparameters(hp: TrainingSettings, base_model: str) -> dict[str, Any]:
@@ -71,6 +139,58 @@ def hyperparameters(hp: TrainingSettings, base_model: str) -> dict[str, Any]:
     }
 
 
+def training_key(base_model: str, hp: TrainingSettings, dataset_version: str, kind: str) -> str:
+    """What identifies one training: a re-run with the same key resumes its checkpoints instead of starting over."""
+    what = {"base_model": base_model, "hp": hp.model_dump(), "dataset": dataset_version, "kind": kind}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _content_hash(examples: pd.DataFrame) -> str:
+    """A version for examples that come without one: the hash of what is learnt from them."""
+    texts = examples[["instruction", "input", "output"]].astype(str).values.tolist()
+    return hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
+
+
+def _features(tokenizer: Any, examples: pd.DataFrame, max_length: int) -> list[dict[str, list[int]]]:
+    return [
+        tokenize_for_training(tokenizer, r.instruction, r.input, r.output, max_length) for r in examples.itertuples()
+    ]
+
+
+def _rows(features: list[dict], hp: TrainingSettings) -> tuple[list[dict], float]:
+    """Training rows (packed or one example each) and the share of padding they will be batched with."""
+    if hp.packing:
+        packed = pack(features, hp.max_seq_length)
+        return [r.__dict__ for r in packed], padding_share(packed, hp.max_seq_length, hp.per_device_batch_size)
+    lengths = [len(f["input_ids"]) for f in features]
+    total = padded = 0
+    for start in range(0, len(lengths), hp.per_device_batch_size):
+        batch = lengths[start : start + hp.per_device_batch_size]
+        total += max(batch) * len(batch)
+        padded += sum(max(batch) - n for n in batch)
+    return features, padded / total if total else 0.0
+
+
+def _loss_curve(history: list[dict]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    if train:
+        axes.plot(*zip(*train, strict=True), label="train loss")
+    if evals:
+        axes.plot(*zip(*evals, strict=True), marker="o", label="eval loss")
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    return figure
+
+
 def train_lora(
     base_model_path: str | Path,
     train_examples: pd.DataFrame,
@@ -78,14 +198,27 @@ def train_lora(
     adapters_dir: Path,
     tracking: Tracking,
     *,
+    eval_examples: pd.DataFrame | None = None,
     dtype: str = "auto",
+    kind: str = "mix",
     dataset_source: str | None = None,
     dataset_version: str | None = None,
+    dataset_card: Path | None = None,
     tags: dict[str, str] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainedAdapter:
-    """Train one adapter on `train_examples` (instruction/input/output) and log it all as one MLflow run."""
+    """Train one adapter on `train_examples` (instruction/input/output) and log it all as one MLflow run; resume the
+    run's last checkpoint when an earlier attempt with the same base model, settings and data was interrupted."""
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        EarlyStoppingCallback,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+    from transformers.trainer_utils import get_last_checkpoint
 
     base_model_path = Path(base_model_path)
     if train_examples.empty:
@@ -94,60 +227,101 @@ def train_lora(
     tokenizer = AutoTokenizer.from_pretrained(base_model_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    features = [
-        tokenize_for_training(tokenizer, r.instruction, r.input, r.output, hp.max_seq_length)
-        for r in train_examples.itertuples()
-    ]
+    features = _features(tokenizer, train_examples, hp.max_seq_length)
+    rows, padding = _rows(features, hp)
+    evaluating = eval_examples is not None and len(eval_examples) > 0 and hp.eval_examples > 0
+    eval_rows = None
+    if evaluating:
+        eval_features = _features(tokenizer, eval_examples.head(hp.eval_examples), hp.max_seq_length)
+        eval_rows = [dict(r, eval=True) for r in _rows(eval_features, hp)[0]]
+
     model = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=pick_dtype(dtype))
+    for_packed_training(model)  # no KV cache in training, which packing relies on
+    targets = target_modules_for(model.config.model_type, hp.target_modules)
     lora = LoraConfig(
         r=hp.lora_r,
         lora_alpha=hp.lora_alpha,
         lora_dropout=hp.lora_dropout,
-        target_modules=list(hp.target_modules),
+        target_modules=targets,
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
 
+    version = dataset_version or _content_hash(train_examples)
+    key = training_key(str(base_model_path), hp, version, kind)
+    work_dir = adapters_dir / ".training" / key
+    work_dir.mkdir(parents=True, exist_ok=True)
+    last_checkpoint = get_last_checkpoint(str(work_dir))
+    run_id_file = work_dir / RUN_ID_FILE
+    earlier_run = run_id_file.read_text().strip() if run_id_file.exists() else None
     experiment_id = tracking.experiment_id()
-    with mlflow.start_run(experiment_id=experiment_id, tags=tags or {}) as run:
+
+    if earlier_run is not None and not tracking.run_exists(earlier_run):
+        earlier_run = None  # the tracking store was reset since: start a new run, still from the checkpoint
+    with mlflow.start_run(
+        run_id=earlier_run, experiment_id=None if earlier_run else experiment_id, tags=tags or {}
+    ) as run:
         run_id = run.info.run_id
-        trainable, total = model.get_nb_trainable_parameters()
-        mlflow.log_params(hyperparameters(hp, str(base_model_path)))
-        mlflow.log_params(
-            {"train_examples": len(features), "trainable_parameters": trainable, "total_parameters": total}
-        )
-        with warnings.catch_warnings():
-            # MLflow registers its local-file source class twice and warns that a path is ambiguous between them.
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            dataset = mlflow.data.from_pandas(
-                train_examples[["example_id", "task", "instruction", "input", "output", "origin"]],
-                source=dataset_source,
-                name="instruction_dataset",
-                targets="output",
-                # MLflow stores at most 36 characters of a digest; the whole version is the run's tag.
-                digest=dataset_version[:32] if dataset_version else None,
+        run_id_file.write_text(run_id)
+        resumed_from = int(Path(last_checkpoint).name.split("-")[-1]) if last_checkpoint else None
+        if resumed_from is not None:
+            mlflow.set_tag("flywheel.resumed_from_step", str(resumed_from))
+        if earlier_run is None:
+            _log_run_inputs(
+                model,
+                hp,
+                str(base_model_path),
+                targets,
+                features,
+                rows,
+                padding,
+                kind,
+                train_examples,
+                dataset_source,
+                version,
+                dataset_card,
+                tokenizer,
             )
-        mlflow.log_input(dataset, context="training")
-        if dataset_version:
-            mlflow.set_tag("flywheel.dataset_version", dataset_version)
-        mlflow.log_params({f"examples.{task}": n for task, n in train_examples["task"].value_counts().items()})
+        counter = TokenCounter(
+            PackedCollator(tokenizer.pad_token_id) if hp.packing else CompletionCollator(tokenizer.pad_token_id)
+        )
 
         class LogToMlflow(TrainerCallback):
+            started = time.perf_counter()
+            tokens_at_last_log = 0
+
             def on_log(self, args, state, control, logs=None, **kwargs):
                 numeric = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
-                mlflow.log_metrics({f"train/{k}": v for k, v in numeric.items()}, step=state.global_step)
+                metrics = {
+                    (f"eval/{k.removeprefix('eval_')}" if k.startswith("eval_") else f"train/{k}"): v
+                    for k, v in numeric.items()
+                }
+                now = time.perf_counter()
+                if "loss" in numeric:
+                    seconds = now - self.started
+                    metrics["train/tokens_per_second"] = (counter.tokens - self.tokens_at_last_log) / max(seconds, 1e-9)
+                    self.started, self.tokens_at_last_log = now, counter.tokens
+                mlflow.log_metrics(metrics, step=state.global_step)
 
-        work_dir = adapters_dir / f".{run_id}.trainer"
         args = TrainingArguments(
             output_dir=str(work_dir),
             per_device_train_batch_size=hp.per_device_batch_size,
+            per_device_eval_batch_size=hp.per_device_batch_size,
             gradient_accumulation_steps=hp.gradient_accumulation_steps,
             learning_rate=hp.learning_rate,
+            lr_scheduler_type=hp.lr_scheduler,
             num_train_epochs=hp.num_epochs,
             max_steps=hp.max_steps,
             warmup_steps=hp.warmup_steps,
             logging_steps=1,
-            save_strategy="no",
+            eval_strategy="steps" if evaluating else "no",
+            eval_steps=hp.eval_steps,
+            save_strategy="steps",
+            save_steps=hp.eval_steps,
+            save_total_limit=2,  # the best and the last, which resuming needs
+            load_best_model_at_end=evaluating,
+            metric_for_best_model="eval_loss",
+            greater_is_better=False,
             report_to="none",
             seed=hp.seed,
             bf16=model.dtype == torch.bfloat16,
@@ -157,47 +331,122 @@ def train_lora(
             dataloader_pin_memory=torch.cuda.is_available(),
             disable_tqdm=True,
         )
+        extra = [EarlyStoppingCallback(hp.early_stopping_patience)] if evaluating and hp.early_stopping_patience else []
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=features,
-            data_collator=CompletionCollator(tokenizer.pad_token_id),
-            callbacks=[LogToMlflow()],
+            train_dataset=rows,
+            eval_dataset=eval_rows,
+            data_collator=counter,
+            callbacks=[LogToMlflow(), *extra, *callbacks],
         )
         started = time.perf_counter()
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=last_checkpoint)
         seconds = time.perf_counter() - started
-        steps = result.global_step
-        tokens_seen = _tokens_trained(features, steps, hp)
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        state = trainer.state
+        losses = [h["loss"] for h in state.log_history if "loss" in h]
+        eval_losses = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
+        planned = hp.max_steps if hp.max_steps > 0 else state.max_steps
+        stopped_early = bool(extra) and result.global_step < planned
+        tokens_per_second = counter.tokens / seconds if seconds else 0.0
         summary = {
-            "train/tokens_per_second": tokens_seen / seconds if seconds else 0.0,
+            "train/tokens_per_second_run": tokens_per_second,
             "train/seconds": seconds,
-            "train/steps": float(steps),
+            "train/steps": float(result.global_step),
+            "train/padding_share": padding,
         }
         if losses:
             summary["train/final_loss"] = float(losses[-1])
+        if state.best_metric is not None:
+            summary["eval/best_loss"] = float(state.best_metric)
         mlflow.log_metrics(summary)
+        mlflow.set_tag("flywheel.stopped_early", str(stopped_early).lower())
+        if state.best_model_checkpoint:
+            mlflow.set_tag("flywheel.best_checkpoint_step", state.best_model_checkpoint.rsplit("-", 1)[-1])
+        mlflow.log_figure(_loss_curve(state.log_history), "loss_curve.png")
 
-        adapter_path = adapters_dir / run_id
-        model.save_pretrained(adapter_path)
+        name = f"{kind}-{version[:12]}-{run_id[:8]}"
+        adapter_path = adapters_dir / name
+        model.save_pretrained(adapter_path)  # the best checkpoint's weights when one was kept
         tokenizer.save_pretrained(adapter_path)
         mlflow.log_artifacts(str(adapter_path), artifact_path=ADAPTER_ARTIFACT_PATH)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        mlflow.set_tag("flywheel.adapter_name", name)
+    shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing left to resume
 
     return TrainedAdapter(
         path=adapter_path,
+        name=name,
         mlflow_run_id=run_id,
+        experiment_id=experiment_id,
         train_examples=len(features),
-        steps=steps,
+        steps=result.global_step,
         final_loss=float(losses[-1]) if losses else None,
-        tokens_per_second=summary["train/tokens_per_second"],
+        best_eval_loss=float(min(eval_losses)) if eval_losses else None,
+        tokens_per_second=tokens_per_second,
+        padding_share=padding,
         seconds=seconds,
+        resumed_from_step=resumed_from,
+        stopped_early=stopped_early,
+        target_modules=targets if isinstance(targets, list) else [targets],
     )
 
 
-def _tokens_trained(features: list[dict[str, list[int]]], steps: int, hp: TrainingSettings) -> int:
-    """Real (unpadded) tokens processed: the examples cycled through in order for `steps` batches."""
-    per_step = hp.per_device_batch_size * hp.gradient_accumulation_steps * max(torch.cuda.device_count(), 1)
-    lengths = [len(f["input_ids"]) for f in features]
-    return sum(lengths[i % len(lengths)] for i in range(steps * per_step))
+def _log_run_inputs(
+    model: Any,
+    hp: TrainingSettings,
+    base_model: str,
+    targets: list[str] | str,
+    features: list[dict],
+    rows: list[dict],
+    padding: float,
+    kind: str,
+    train_examples: pd.DataFrame,
+    dataset_source: str | None,
+    dataset_version: str,
+    dataset_card: Path | None,
+    tokenizer: Any,
+) -> None:
+    """Everything a run is started with: parameters, the dataset as an input, the resolved config, the tokenizer."""
+    trainable, total = model.get_nb_trainable_parameters()
+    params = hyperparameters(hp, base_model)
+    params["target_modules"] = str(targets)
+    mlflow.log_params(params)
+    mlflow.log_params(
+        {
+            "adapter_kind": kind,
+            "train_examples": len(features),
+            "train_rows": len(rows),
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "world_size": max(torch.cuda.device_count(), 1),
+            "dtype": str(model.dtype).removeprefix("torch."),
+        }
+    )
+    mlflow.log_params({f"examples.{task}": n for task, n in train_examples["task"].value_counts().items()})
+    mlflow.set_tags({"flywheel.dataset_version": dataset_version, "flywheel.code_version": code_version()})
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source class twice and warns that a path is ambiguous between them.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_pandas(
+            train_examples[["example_id", "task", "instruction", "input", "output", "origin"]],
+            source=dataset_source,
+            name="instruction_dataset",
+            targets="output",
+            digest=dataset_version[:32],  # MLflow keeps 36 characters; the whole version is the run's tag
+        )
+    mlflow.log_input(dataset, context="training")
+    mlflow.log_dict(
+        {"hyperparameters": params, "target_modules": targets, "padding_share": padding, "kind": kind},
+        "training_config.json",
+    )
+    if dataset_card is not None and dataset_card.exists():
+        mlflow.log_artifact(str(dataset_card), artifact_path="dataset")
+    _log_tokenizer(tokenizer)
+
+
+def _log_tokenizer(tokenizer: Any) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        mlflow.log_artifacts(tmp, artifact_path="tokenizer")

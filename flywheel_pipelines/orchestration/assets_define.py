@@ -4,22 +4,22 @@ import json
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from flywheel_pipelines.define.base_model import resolve_base_model
+from flywheel_pipelines.define.adapters import train_adapters
+from flywheel_pipelines.define.base_model import describe, resolve_base_model
 from flywheel_pipelines.define.champion import decide_promotion
-from flywheel_pipelines.define.datasets import benchmark_texts, dataset_digest, mix_tasks, write_dataset
+from flywheel_pipelines.define.datasets import benchmark_texts, write_dataset
 from flywheel_pipelines.define.distil.dataset import build_dataset, quarantine_rows, teacher_report, templates_used
 from flywheel_pipelines.define.evaluate.scoring import ModelUnderTest, evaluate_models, score_of
 from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS
 from flywheel_pipelines.define.tracking import (
+    MIX,
     current_champion,
     ensure_local_adapter,
     log_evaluation,
     promote,
-    register_adapter,
 )
-from flywheel_pipelines.define.train import train_lora
 from flywheel_pipelines.orchestration.previews import counts, reasons_preview, table_preview
 from flywheel_pipelines.orchestration.resources import (
     AssetFiles,
@@ -29,6 +29,7 @@ from flywheel_pipelines.orchestration.resources import (
     open_teacher,
     table_records,
 )
+from flywheel_pipelines.settings import Settings, TrainingSettings
 
 GROUP = "define"
 STAGE = "instruction_dataset"
@@ -127,61 +128,99 @@ def instruction_dataset(
 
 @dg.asset(group_name=GROUP, kinds={"huggingface"})
 def base_model(flywheel: FlywheelSettings) -> dg.Output[dict]:
-    """The configured base model as a local transformers folder (a GGUF file is converted once)."""
+    """The configured base model as a local transformers folder — a hub id (by revision), a folder, or a GGUF file
+    (a path or `package:<module>/<file>`), converted once into a folder named by its content — with what it is:
+    architecture, parameters, dtype, tokenizer, chat template."""
     settings = flywheel.settings
     resolved = resolve_base_model(
         settings.base_model_reference, settings.data_path / "models", settings.base_model.revision
     )
-    value = {
-        "path": str(resolved.path),
-        "reference": resolved.reference,
-        "origin": resolved.origin,
-        "parameters": resolved.parameters,
-    }
-    return dg.Output(value, metadata={**value, "path": dg.MetadataValue.path(value["path"])})
+    value = describe(resolved)
+    metadata = {k: v for k, v in value.items() if v is not None}
+    if value["chat_template_preview"]:
+        metadata["chat_template_preview"] = dg.MetadataValue.md(f"```jinja\n{value['chat_template_preview']}\n```")
+    return dg.Output(value, metadata={**metadata, "path": dg.MetadataValue.path(value["path"])})
+
+
+class LoraTrainingConfig(dg.Config):
+    """Overrides of flywheel.yaml's `training` for one run (launchpad); unset fields keep the configured value."""
+
+    learning_rate: float | None = None
+    lr_scheduler: str | None = None
+    max_steps: int | None = None
+    num_epochs: float | None = None
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    lora_dropout: float | None = None
+    target_modules: list[str] | None = None
+    per_device_batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    max_seq_length: int | None = None
+    warmup_steps: int | None = None
+    seed: int | None = None
+    packing: bool | None = None
+    eval_steps: int | None = None
+    early_stopping_patience: int | None = None
+    adapters: str | None = None
+
+    def applied_to(self, training: TrainingSettings) -> TrainingSettings:
+        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
+        try:
+            return TrainingSettings.model_validate({**training.model_dump(), **overrides})
+        except ValidationError as err:
+            raise dg.Failure(f"lora_adapter run config is not valid: {err}") from None
+
+
+def _run_link(settings: Settings, experiment_id: str, run_id: str) -> dg.MetadataValue:
+    return dg.MetadataValue.url(f"{settings.tracking.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}")
 
 
 @dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"})
 def lora_adapter(
     context: dg.AssetExecutionContext,
+    config: LoraTrainingConfig,
     flywheel: FlywheelSettings,
     mlflow_tracking: MlflowTracking,
     instruction_dataset: pd.DataFrame,
     base_model: dict,
 ) -> dg.Output[dict]:
-    """A LoRA adapter trained on the train split, tracked as an MLflow run and registered as a new version."""
+    """LoRA adapters (one for the task mix, or one per task) trained on the train split with the eval split's loss
+    watched; each an MLflow run (resumed after an interruption) and a new registered version, alias `challenger`."""
     settings = flywheel.settings
-    tracking = mlflow_tracking.tracking()
-    train = instruction_dataset[instruction_dataset["split"] == "train"].reset_index(drop=True)
-    weights = {task: getattr(settings.tasks, task).weight for task in settings.tasks.enabled()}
-    train = mix_tasks(train, weights, seed=settings.training.seed)
-    trained = train_lora(
-        base_model_path=base_model["path"],
-        train_examples=train,
-        hp=settings.training,
-        adapters_dir=settings.data_path / "adapters",
-        tracking=tracking,
+    hp = config.applied_to(settings.training)
+    dataset_dir = settings.data_path / "datasets" / "instruction_dataset"
+    runs = train_adapters(
+        instruction_dataset,
+        base_model["path"],
+        hp,
+        {task: getattr(settings.tasks, task).weight for task in settings.tasks.enabled()},
+        settings.data_path / "adapters",
+        mlflow_tracking.tracking(),
         dtype=settings.base_model.dtype,
-        dataset_source=str(settings.data_path / "datasets" / "instruction_dataset" / "train.parquet"),
-        dataset_version=dataset_digest(table_records(instruction_dataset)),
+        dataset_source=str(dataset_dir / "train.parquet"),
+        dataset_card=dataset_dir / "README.md",
         tags={
             "dagster.run_id": context.run.run_id,
-            "flywheel.asset": "lora_adapter",
+            "dagster.run_url": f"{settings.tracking.dagster_ui_url}/runs/{context.run.run_id}",
+            "dagster.asset_key": context.asset_key.to_user_string(),
             "flywheel.base_model": base_model["reference"],
         },
     )
-    version = register_adapter(tracking, trained.mlflow_run_id, trained.path)
-    value = {
-        "path": str(trained.path),
-        "version": version.version,
-        "mlflow_run_id": trained.mlflow_run_id,
-        "base_model_path": base_model["path"],
-        "train_examples": trained.train_examples,
-        "steps": trained.steps,
-        "final_loss": trained.final_loss,
-        "tokens_per_second": round(trained.tokens_per_second, 1),
-    }
-    return dg.Output(value, metadata={**value, "path": dg.MetadataValue.path(value["path"])})
+    primary, *others = runs
+    value = {**primary.as_record(), "base_model_path": base_model["path"], "adapters": [r.as_record() for r in runs]}
+    for run in runs:
+        if run.trained.resumed_from_step is not None:
+            context.log.info(f"{run.kind}: resumed from the checkpoint at step {run.trained.resumed_from_step}")
+    metadata = {k: v for k, v in primary.as_record().items() if v is not None}
+    return dg.Output(
+        value,
+        metadata={
+            **metadata,
+            "path": dg.MetadataValue.path(value["path"]),
+            "mlflow_run": _run_link(settings, primary.trained.experiment_id, primary.trained.mlflow_run_id),
+            "other_adapters": dg.MetadataValue.json([r.as_record() for r in others]),
+        },
+    )
 
 
 @dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"})
@@ -195,7 +234,7 @@ def eval_scores(
     """The candidate adapter, the base model and the current champion on the held-out split (syntax validity)
     and a HumanEval subset (pass@1, executed in a sandbox); one row per model x suite x metric."""
     settings = flywheel.settings
-    tracking = mlflow_tracking.tracking()
+    tracking = mlflow_tracking.tracking().for_adapter(lora_adapter.get("kind", MIX))
     base_path = base_model["path"]
     models = [
         ModelUnderTest("candidate", f"v{lora_adapter['version']}", base_path, lora_adapter["path"]),
@@ -231,7 +270,7 @@ def champion_adapter(
     """The adapter that is served: the candidate is promoted unless it scores below the current champion
     on the primary metric; promotion moves the `champion` alias in the MLflow registry."""
     settings = flywheel.settings
-    tracking = mlflow_tracking.tracking()
+    tracking = mlflow_tracking.tracking().for_adapter(lora_adapter.get("kind", MIX))
     metric = settings.evaluation.primary_metric
     scores = eval_scores.to_dict("records")
     candidate_score = score_of(scores, "candidate", metric)
