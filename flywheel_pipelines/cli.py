@@ -74,6 +74,51 @@ def _where(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    """Train the adapters on the stored instruction_dataset and base_model — the same code the `lora_adapter` asset
+    runs, here so that `accelerate launch` can start it on several GPUs (or CPU processes)."""
+    from flywheel_pipelines.define.adapters import train_adapters
+    from flywheel_pipelines.define.tracking import Tracking
+    from flywheel_pipelines.define.train import is_main_process
+    from flywheel_pipelines.orchestration.resources import AssetFiles
+    from flywheel_pipelines.settings import TrainingSettings
+
+    settings = load_settings(args.config)
+    files = AssetFiles(settings.assets_path)
+    dataset, base = files.read("instruction_dataset"), files.read("base_model")
+    if dataset is None or base is None:
+        print("error: materialise instruction_dataset and base_model first (`make run`)", file=sys.stderr)
+        return 2
+    hp = settings.training
+    if args.training_json:
+        hp = TrainingSettings.model_validate(json.loads(Path(args.training_json).read_text()))
+    tracking = Tracking(
+        settings.mlflow_tracking_uri,
+        settings.mlflow_artifact_location,
+        settings.tracking.experiment,
+        settings.tracking.registered_model,
+    )
+    dataset_dir = settings.data_path / "datasets" / "instruction_dataset"
+    runs = train_adapters(
+        dataset,
+        base["path"],
+        hp,
+        {task: getattr(settings.tasks, task).weight for task in settings.tasks.enabled()},
+        settings.data_path / "adapters",
+        tracking,
+        dtype=settings.base_model.dtype,
+        dataset_source=str(dataset_dir / "train.parquet"),
+        dataset_card=dataset_dir / "README.md",
+        tags=dict(tag.split("=", 1) for tag in args.tag),
+    )
+    if is_main_process():
+        records = json.dumps([r.as_record() for r in runs], indent=2)
+        if args.output:
+            Path(args.output).write_text(records)
+        print(records)
+    return 0
+
+
 def _turn(args: argparse.Namespace) -> int:
     from flywheel_pipelines.orchestration.turn import run_turn
 
@@ -109,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "turn", help="one full turn: discover every source, then train, score and promote (Dagster runs)"
     ).set_defaults(func=_turn)
+    train = sub.add_parser(
+        "train",
+        help="train adapters on the stored dataset (what lora_adapter runs; start it with `accelerate launch` for "
+        "several GPUs)",
+    )
+    train.add_argument("--training-json", help="TrainingSettings as JSON, instead of flywheel.yaml's `training`")
+    train.add_argument("--output", help="write the adapters' records (JSON) here")
+    train.add_argument("--tag", action="append", default=[], help="an MLflow run tag, key=value (repeatable)")
+    train.set_defaults(func=_train)
     sub.add_parser("where", help="where to look after a run").set_defaults(func=_where)
     sub.add_parser("mlflow-uri", help="print the MLflow tracking URI").set_defaults(func=_mlflow_uri)
     return parser

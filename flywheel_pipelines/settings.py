@@ -199,6 +199,9 @@ class TrainingSettings(_Section):
     primary_task: str = Field(
         default="code_generation", description="With per_task adapters, the one scored and promoted."
     )
+    num_processes: int = Field(
+        default=1, ge=1, description=">1: the training runs under `accelerate launch` on this many processes (GPUs)."
+    )
 
 
 class EvaluationSettings(_Section):

@@ -3,7 +3,12 @@ own MLflow experiment and registered as a new version (alias `challenger`) of it
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +16,7 @@ import pandas as pd
 
 from flywheel_pipelines.define.datasets import dataset_digest, mix_tasks
 from flywheel_pipelines.define.tracking import MIX, AdapterVersion, Tracking, register_adapter
-from flywheel_pipelines.define.train import TrainedAdapter, train_lora
+from flywheel_pipelines.define.train import TrainedAdapter, is_main_process, train_lora
 from flywheel_pipelines.settings import TrainingSettings
 
 
@@ -19,7 +24,7 @@ from flywheel_pipelines.settings import TrainingSettings
 class AdapterRun:
     kind: str  # "mix" or a task
     trained: TrainedAdapter
-    version: AdapterVersion
+    version: AdapterVersion | None  # None on the other processes of a multi-process launch: the main one registers
     registered_model: str
 
     def as_record(self) -> dict:
@@ -29,7 +34,7 @@ class AdapterRun:
             "name": t.name,
             "path": str(t.path),
             "registered_model": self.registered_model,
-            "version": self.version.version,
+            "version": self.version.version if self.version else None,
             "mlflow_run_id": t.mlflow_run_id,
             "experiment_id": t.experiment_id,
             "train_examples": t.train_examples,
@@ -72,6 +77,7 @@ def train_adapters(
             (t, train[train["task"] == t].reset_index(drop=True), evaluation[evaluation["task"] == t]) for t in tasks
         ]
     runs = []
+    main = is_main_process()
     for kind, train_part, eval_part in plan:
         kind_tracking = tracking.for_adapter(kind)
         trained = train_lora(
@@ -88,6 +94,45 @@ def train_adapters(
             dataset_card=dataset_card,
             tags={**(tags or {}), "flywheel.adapter_kind": kind},
         )
-        registered = register_adapter(kind_tracking, trained.mlflow_run_id, trained.path)
+        registered = register_adapter(kind_tracking, trained.mlflow_run_id, trained.path) if main else None
         runs.append(AdapterRun(kind, trained, registered, kind_tracking.registered_model))
     return runs
+
+
+def launch_training(
+    config_path: Path,
+    hp: TrainingSettings,
+    tracking_uri: str,
+    tags: Mapping[str, str],
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Run `flywheel train` on `hp.num_processes` processes — one per GPU under `accelerate launch`, or CPU processes
+    under torchrun where there is no GPU — and return the adapters' records, which the main process writes."""
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        training_json, output = Path(tmp) / "training.json", Path(tmp) / "adapters.json"
+        training_json.write_text(hp.model_dump_json())
+        # GPUs: `accelerate launch --multi_gpu`; CPU processes: torchrun, which accelerate itself uses underneath.
+        launcher = (
+            ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
+            if torch.cuda.is_available()
+            else ["-m", "torch.distributed.run", "--nnodes", "1"]
+        )
+        command = [
+            sys.executable, *launcher,
+            "--num_processes" if torch.cuda.is_available() else "--nproc_per_node", str(hp.num_processes),
+            "-m", "flywheel_pipelines.cli", "--config", str(config_path),
+            "train", "--training-json", str(training_json), "--output", str(output),
+            *(arg for key, value in tags.items() for arg in ("--tag", f"{key}={value}")),
+        ]  # fmt: skip
+        log("launching: " + " ".join(command))
+        # The store this process resolved, not whatever MLFLOW_TRACKING_URI the environment happens to carry.
+        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+        finished = subprocess.run(command, capture_output=True, text=True, env=env)
+        if finished.returncode != 0 or not output.exists():
+            raise RuntimeError(
+                f"the {hp.num_processes}-process training failed (exit {finished.returncode}):\n"
+                f"{finished.stderr.strip()[-4000:]}"
+            )
+        return json.loads(output.read_text())

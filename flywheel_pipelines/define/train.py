@@ -191,6 +191,39 @@ def _loss_curve(history: list[dict]) -> Any:
     return figure
 
 
+class _OffRank:
+    """What the MLflow calls become on the other processes of a multi-process (`accelerate launch`) training:
+    nothing, so one training stays one run, logged by the main process."""
+
+    def __getattr__(self, name: str) -> _OffRank:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _OffRank:
+        return self
+
+    def __enter__(self) -> _OffRank:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def _process_state() -> Any:
+    """accelerate's view of this process. Made with `cpu` set where there is no GPU, as the Trainer makes it: the
+    state is shared, and one made first without it would not see the other CPU processes of a torchrun launch."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _world_size() -> int:
+    return _process_state().num_processes
+
+
+def is_main_process() -> bool:
+    return _process_state().is_main_process
+
+
 def train_lora(
     base_model_path: str | Path,
     train_examples: pd.DataFrame,
@@ -254,20 +287,21 @@ def train_lora(
     last_checkpoint = get_last_checkpoint(str(work_dir))
     run_id_file = work_dir / RUN_ID_FILE
     earlier_run = run_id_file.read_text().strip() if run_id_file.exists() else None
-    experiment_id = tracking.experiment_id()
-
-    if earlier_run is not None and not tracking.run_exists(earlier_run):
+    main = is_main_process()  # only the main process of a multi-process launch talks to MLflow
+    ml: Any = mlflow if main else _OffRank()
+    experiment_id = tracking.experiment_id() if main else ""
+    if main and earlier_run is not None and not tracking.run_exists(earlier_run):
         earlier_run = None  # the tracking store was reset since: start a new run, still from the checkpoint
-    with mlflow.start_run(
-        run_id=earlier_run, experiment_id=None if earlier_run else experiment_id, tags=tags or {}
-    ) as run:
-        run_id = run.info.run_id
-        run_id_file.write_text(run_id)
+    with ml.start_run(run_id=earlier_run, experiment_id=None if earlier_run else experiment_id, tags=tags or {}) as run:
+        run_id = run.info.run_id if main else ""
+        if main:
+            run_id_file.write_text(run_id)
         resumed_from = int(Path(last_checkpoint).name.split("-")[-1]) if last_checkpoint else None
         if resumed_from is not None:
-            mlflow.set_tag("flywheel.resumed_from_step", str(resumed_from))
+            ml.set_tag("flywheel.resumed_from_step", str(resumed_from))
         if earlier_run is None:
             _log_run_inputs(
+                ml,
                 model,
                 hp,
                 str(base_model_path),
@@ -301,7 +335,7 @@ def train_lora(
                     seconds = now - self.started
                     metrics["train/tokens_per_second"] = (counter.tokens - self.tokens_at_last_log) / max(seconds, 1e-9)
                     self.started, self.tokens_at_last_log = now, counter.tokens
-                mlflow.log_metrics(metrics, step=state.global_step)
+                ml.log_metrics(metrics, step=state.global_step)
 
         args = TrainingArguments(
             output_dir=str(work_dir),
@@ -359,19 +393,21 @@ def train_lora(
             summary["train/final_loss"] = float(losses[-1])
         if state.best_metric is not None:
             summary["eval/best_loss"] = float(state.best_metric)
-        mlflow.log_metrics(summary)
-        mlflow.set_tag("flywheel.stopped_early", str(stopped_early).lower())
+        ml.log_metrics(summary)
+        ml.set_tag("flywheel.stopped_early", str(stopped_early).lower())
         if state.best_model_checkpoint:
-            mlflow.set_tag("flywheel.best_checkpoint_step", state.best_model_checkpoint.rsplit("-", 1)[-1])
-        mlflow.log_figure(_loss_curve(state.log_history), "loss_curve.png")
+            ml.set_tag("flywheel.best_checkpoint_step", state.best_model_checkpoint.rsplit("-", 1)[-1])
+        ml.log_figure(_loss_curve(state.log_history), "loss_curve.png")
 
         name = f"{kind}-{version[:12]}-{run_id[:8]}"
         adapter_path = adapters_dir / name
-        model.save_pretrained(adapter_path)  # the best checkpoint's weights when one was kept
-        tokenizer.save_pretrained(adapter_path)
-        mlflow.log_artifacts(str(adapter_path), artifact_path=ADAPTER_ARTIFACT_PATH)
-        mlflow.set_tag("flywheel.adapter_name", name)
-    shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing left to resume
+        if main:
+            model.save_pretrained(adapter_path)  # the best checkpoint's weights when one was kept
+            tokenizer.save_pretrained(adapter_path)
+        ml.log_artifacts(str(adapter_path), artifact_path=ADAPTER_ARTIFACT_PATH)
+        ml.set_tag("flywheel.adapter_name", name)
+    if main:
+        shutil.rmtree(work_dir, ignore_errors=True)  # finished: nothing left to resume
 
     return TrainedAdapter(
         path=adapter_path,
@@ -392,6 +428,7 @@ def train_lora(
 
 
 def _log_run_inputs(
+    ml: Any,
     model: Any,
     hp: TrainingSettings,
     base_model: str,
@@ -410,43 +447,43 @@ def _log_run_inputs(
     trainable, total = model.get_nb_trainable_parameters()
     params = hyperparameters(hp, base_model)
     params["target_modules"] = str(targets)
-    mlflow.log_params(params)
-    mlflow.log_params(
+    ml.log_params(params)
+    ml.log_params(
         {
             "adapter_kind": kind,
             "train_examples": len(features),
             "train_rows": len(rows),
             "trainable_parameters": trainable,
             "total_parameters": total,
-            "world_size": max(torch.cuda.device_count(), 1),
+            "world_size": _world_size(),
             "dtype": str(model.dtype).removeprefix("torch."),
         }
     )
-    mlflow.log_params({f"examples.{task}": n for task, n in train_examples["task"].value_counts().items()})
-    mlflow.set_tags({"flywheel.dataset_version": dataset_version, "flywheel.code_version": code_version()})
+    ml.log_params({f"examples.{task}": n for task, n in train_examples["task"].value_counts().items()})
+    ml.set_tags({"flywheel.dataset_version": dataset_version, "flywheel.code_version": code_version()})
     with warnings.catch_warnings():
         # MLflow registers its local-file source class twice and warns that a path is ambiguous between them.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-        dataset = mlflow.data.from_pandas(
+        dataset = ml.data.from_pandas(
             train_examples[["example_id", "task", "instruction", "input", "output", "origin"]],
             source=dataset_source,
             name="instruction_dataset",
             targets="output",
             digest=dataset_version[:32],  # MLflow keeps 36 characters; the whole version is the run's tag
         )
-    mlflow.log_input(dataset, context="training")
-    mlflow.log_dict(
+    ml.log_input(dataset, context="training")
+    ml.log_dict(
         {"hyperparameters": params, "target_modules": targets, "padding_share": padding, "kind": kind},
         "training_config.json",
     )
     if dataset_card is not None and dataset_card.exists():
-        mlflow.log_artifact(str(dataset_card), artifact_path="dataset")
-    _log_tokenizer(tokenizer)
+        ml.log_artifact(str(dataset_card), artifact_path="dataset")
+    _log_tokenizer(ml, tokenizer)
 
 
-def _log_tokenizer(tokenizer: Any) -> None:
+def _log_tokenizer(ml: Any, tokenizer: Any) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
-        mlflow.log_artifacts(tmp, artifact_path="tokenizer")
+        ml.log_artifacts(tmp, artifact_path="tokenizer")

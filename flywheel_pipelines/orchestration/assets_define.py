@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, ValidationError
 
-from flywheel_pipelines.define.adapters import train_adapters
+from flywheel_pipelines.define.adapters import launch_training, train_adapters
 from flywheel_pipelines.define.base_model import describe, resolve_base_model
 from flywheel_pipelines.define.champion import decide_promotion
 from flywheel_pipelines.define.datasets import benchmark_texts, write_dataset
@@ -189,36 +189,42 @@ def lora_adapter(
     settings = flywheel.settings
     hp = config.applied_to(settings.training)
     dataset_dir = settings.data_path / "datasets" / "instruction_dataset"
-    runs = train_adapters(
-        instruction_dataset,
-        base_model["path"],
-        hp,
-        {task: getattr(settings.tasks, task).weight for task in settings.tasks.enabled()},
-        settings.data_path / "adapters",
-        mlflow_tracking.tracking(),
-        dtype=settings.base_model.dtype,
-        dataset_source=str(dataset_dir / "train.parquet"),
-        dataset_card=dataset_dir / "README.md",
-        tags={
-            "dagster.run_id": context.run.run_id,
-            "dagster.run_url": f"{settings.tracking.dagster_ui_url}/runs/{context.run.run_id}",
-            "dagster.asset_key": context.asset_key.to_user_string(),
-            "flywheel.base_model": base_model["reference"],
-        },
-    )
-    primary, *others = runs
-    value = {**primary.as_record(), "base_model_path": base_model["path"], "adapters": [r.as_record() for r in runs]}
-    for run in runs:
-        if run.trained.resumed_from_step is not None:
-            context.log.info(f"{run.kind}: resumed from the checkpoint at step {run.trained.resumed_from_step}")
-    metadata = {k: v for k, v in primary.as_record().items() if v is not None}
+    tags = {
+        "dagster.run_id": context.run.run_id,
+        "dagster.run_url": f"{settings.tracking.dagster_ui_url}/runs/{context.run.run_id}",
+        "dagster.asset_key": context.asset_key.to_user_string(),
+        "flywheel.base_model": base_model["reference"],
+    }
+    if hp.num_processes > 1:  # several GPUs: the same training, started by `accelerate launch`
+        if settings.source is None:
+            raise dg.Failure("training.num_processes > 1 launches `flywheel train`, which needs flywheel.yaml on disk")
+        records = launch_training(settings.source, hp, settings.mlflow_tracking_uri, tags, log=context.log.info)
+    else:
+        runs = train_adapters(
+            instruction_dataset,
+            base_model["path"],
+            hp,
+            {task: getattr(settings.tasks, task).weight for task in settings.tasks.enabled()},
+            settings.data_path / "adapters",
+            mlflow_tracking.tracking(),
+            dtype=settings.base_model.dtype,
+            dataset_source=str(dataset_dir / "train.parquet"),
+            dataset_card=dataset_dir / "README.md",
+            tags=tags,
+        )
+        records = [r.as_record() for r in runs]
+    primary, *others = records
+    value = {**primary, "base_model_path": base_model["path"], "adapters": records}
+    for record in records:
+        if record["resumed_from_step"] is not None:
+            context.log.info(f"{record['kind']}: resumed from the checkpoint at step {record['resumed_from_step']}")
     return dg.Output(
         value,
         metadata={
-            **metadata,
+            **{k: v for k, v in primary.items() if v is not None},
             "path": dg.MetadataValue.path(value["path"]),
-            "mlflow_run": _run_link(settings, primary.trained.experiment_id, primary.trained.mlflow_run_id),
-            "other_adapters": dg.MetadataValue.json([r.as_record() for r in others]),
+            "mlflow_run": _run_link(settings, primary["experiment_id"], primary["mlflow_run_id"]),
+            "other_adapters": dg.MetadataValue.json(others),
         },
     )
 

@@ -245,3 +245,25 @@ def test_each_adapter_is_a_new_registry_version_and_the_champion_alias_moves_on_
     assert current_champion(tracking).adapter_path == first.path
     promote(tracking, v2.version, "better")
     assert current_champion(tracking).version == "2"
+
+
+def test_two_training_processes_make_one_adapter_logged_as_one_run(project, tiny_model_dir: Path):
+    from flywheel_pipelines.define.adapters import launch_training
+    from flywheel_pipelines.orchestration.resources import AssetFiles
+
+    files = AssetFiles(project.assets_path)
+    dataset = pd.concat([examples(8), examples(2, split="eval")]).reset_index(drop=True)
+    dataset["example_id"] = [f"{i:016x}" for i in range(len(dataset))]
+    files.write("instruction_dataset", None, dataset)
+    files.write("base_model", None, {"path": str(tiny_model_dir), "reference": "tiny"})
+    hp = project.training.model_copy(update={"num_processes": 2, "max_steps": 2, "eval_steps": 1})
+
+    (record,) = launch_training(
+        project.source, hp, project.mlflow_tracking_uri, {"dagster.run_id": "run-7"}, log=lambda _: None
+    )
+
+    client = MlflowClient(project.mlflow_tracking_uri)
+    (run,) = client.search_runs([record["experiment_id"]])  # one training, one run: only the main process logs
+    assert run.info.run_id == record["mlflow_run_id"] and run.data.params["world_size"] == "2"
+    assert run.data.tags["dagster.run_id"] == "run-7" and record["version"] == "1" and record["steps"] == 2
+    assert Path(record["path"], "adapter_model.safetensors").exists()
