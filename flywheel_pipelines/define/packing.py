@@ -5,10 +5,10 @@ block-diagonal causal mask from the position restarts (`masking_utils.find_packe
 attends only to earlier tokens of its own example. It does so only without a KV cache: a model trained on packed
 rows must have `use_cache` off (`for_packed_training`), or every example silently attends to the ones before it.
 The first label of every example is masked as well, so no example is trained to predict its first token from the end
-of the one before it. Padding, where a row is not full, is a sequence of its own with labels -100.
+of the one before it. A batch lays its rows end to end in one sequence, so there is no padding at all.
 
-Rows are filled first-fit-decreasing (longest examples first, each into the first row with room), which leaves
-little padding without reordering training in a way that depends on anything but the lengths.
+Rows are filled first-fit-decreasing (longest examples first, each into the first row with room), so a training
+step sees `per_device_batch_size` nearly full rows, whatever the examples' lengths.
 """
 
 from __future__ import annotations
@@ -61,18 +61,6 @@ def pack(features: Sequence[Feature], max_length: int) -> list[PackedRow]:
     return packed
 
 
-def padding_share(rows: Sequence[PackedRow], max_length: int, batch_size: int) -> float:
-    """Share of the tokens the model processes that are padding, when rows are batched `batch_size` at a time in
-    order and each batch is padded to its longest row."""
-    total = padded = 0
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        width = max(len(r.input_ids) for r in batch)
-        total += width * len(batch)
-        padded += sum(width - len(r.input_ids) for r in batch)
-    return padded / total if total else 0.0
-
-
 def for_packed_training(model: Any) -> Any:
     """The model with its KV cache off, so that transformers reads packed rows' position restarts as attention
     boundaries (with a cache it falls back to one causal mask over the whole row)."""
@@ -81,22 +69,16 @@ def for_packed_training(model: Any) -> Any:
 
 
 class PackedCollator:
-    """Batches packed rows: pads each to the batch's longest with a padding sequence of its own (positions from 0,
-    labels -100), and passes no attention mask so that the position restarts define the attention blocks."""
+    """Batches packed rows without padding: the batch's rows are laid end to end in one sequence (position restarts
+    keep every example to itself), so no token position is spent on padding. The batch then has a single row as
+    long as its rows together; labels of -100 and no attention mask, as in a packed row."""
 
     def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id
+        self.pad_token_id = pad_token_id  # kept for the interface of the other collators: nothing is padded
 
     def __call__(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        ids, labels, positions = [], [], []
-        for r in rows:
-            pad = width - len(r["input_ids"])
-            ids.append(r["input_ids"] + [self.pad_token_id] * pad)
-            labels.append(r["labels"] + [-100] * pad)
-            positions.append(r["position_ids"] + list(range(pad)))
         return {
-            "input_ids": torch.tensor(ids),
-            "labels": torch.tensor(labels),
-            "position_ids": torch.tensor(positions),
+            "input_ids": torch.tensor([[t for r in rows for t in r["input_ids"]]]),
+            "labels": torch.tensor([[t for r in rows for t in r["labels"]]]),
+            "position_ids": torch.tensor([[t for r in rows for t in r["position_ids"]]]),
         }

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from flywheel_pipelines.define.chat import tokenize_for_training
-from flywheel_pipelines.define.packing import PackedCollator, for_packed_training, pack, padding_share
+from flywheel_pipelines.define.packing import PackedCollator, for_packed_training, pack
 from flywheel_pipelines.define.tracking import ADAPTER_ARTIFACT_PATH, Tracking, code_version
 from flywheel_pipelines.settings import TrainingSettings
 
@@ -120,16 +120,42 @@ class CompletionCollator:
 
 
 class TokenCounter:
-    """Real (non-padding) training tokens the collator hands out, for tokens per second; eval rows, which the
-    Trainer collates with the same collator, are marked and not counted."""
+    """Counts what training really processes. The collator marks each batch with its real (non-padding) token
+    count; the Trainer (`_CountingTrainer`) takes the mark off and adds it up when the batch is trained on — not
+    when it is collated, which happens a batch ahead, and not for eval batches."""
 
     def __init__(self, collator: Any):
         self.collator = collator
-        self.tokens = 0
+        self.tokens = 0  # real tokens trained on
+        self.slots = 0  # token positions trained on, padding included
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        self.tokens += sum(len(r["input_ids"]) for r in rows if not r.get("eval"))
-        return self.collator(rows)
+        batch = self.collator(rows)
+        batch["real_tokens"] = torch.tensor(sum(len(r["input_ids"]) for r in rows))
+        return batch
+
+    def trained(self, batch: dict[str, torch.Tensor]) -> None:
+        self.tokens += int(batch.pop("real_tokens"))
+        self.slots += batch["input_ids"].numel()
+
+    @property
+    def padding_share(self) -> float:
+        return 1 - self.tokens / self.slots if self.slots else 0.0
+
+
+def _counting_trainer(trainer_class: type, counter: TokenCounter) -> type:
+    """The Trainer, counting each batch's real tokens as it is trained on (see TokenCounter)."""
+
+    class CountingTrainer(trainer_class):
+        def training_step(self, model: Any, inputs: dict, *args: Any, **kwargs: Any) -> Any:
+            counter.trained(inputs)
+            return super().training_step(model, inputs, *args, **kwargs)
+
+        def prediction_step(self, model: Any, inputs: dict, *args: Any, **kwargs: Any) -> Any:
+            inputs.pop("real_tokens", None)
+            return super().prediction_step(model, inputs, *args, **kwargs)
+
+    return CountingTrainer
 
 
 def hyperparameters(hp: TrainingSettings, base_model: str) -> dict[str, Any]:
@@ -157,18 +183,11 @@ def _features(tokenizer: Any, examples: pd.DataFrame, max_length: int) -> list[d
     ]
 
 
-def _rows(features: list[dict], hp: TrainingSettings) -> tuple[list[dict], float]:
-    """Training rows (packed or one example each) and the share of padding they will be batched with."""
+def _rows(features: list[dict], hp: TrainingSettings) -> list[dict]:
+    """Training rows: packed, or one example each."""
     if hp.packing:
-        packed = pack(features, hp.max_seq_length)
-        return [r.__dict__ for r in packed], padding_share(packed, hp.max_seq_length, hp.per_device_batch_size)
-    lengths = [len(f["input_ids"]) for f in features]
-    total = padded = 0
-    for start in range(0, len(lengths), hp.per_device_batch_size):
-        batch = lengths[start : start + hp.per_device_batch_size]
-        total += max(batch) * len(batch)
-        padded += sum(max(batch) - n for n in batch)
-    return features, padded / total if total else 0.0
+        return [r.__dict__ for r in pack(features, hp.max_seq_length)]
+    return features
 
 
 def _loss_curve(history: list[dict]) -> Any:
@@ -261,12 +280,12 @@ def train_lora(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     features = _features(tokenizer, train_examples, hp.max_seq_length)
-    rows, padding = _rows(features, hp)
+    rows = _rows(features, hp)
     evaluating = eval_examples is not None and len(eval_examples) > 0 and hp.eval_examples > 0
     eval_rows = None
     if evaluating:
         eval_features = _features(tokenizer, eval_examples.head(hp.eval_examples), hp.max_seq_length)
-        eval_rows = [dict(r, eval=True) for r in _rows(eval_features, hp)[0]]
+        eval_rows = _rows(eval_features, hp)
 
     model = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=pick_dtype(dtype))
     for_packed_training(model)  # no KV cache in training, which packing relies on
@@ -308,7 +327,6 @@ def train_lora(
                 targets,
                 features,
                 rows,
-                padding,
                 kind,
                 train_examples,
                 dataset_source,
@@ -361,12 +379,14 @@ def train_lora(
             bf16=model.dtype == torch.bfloat16,
             fp16=model.dtype == torch.float16,
             remove_unused_columns=False,
+            # Packed batches have no padding; unpacked ones pad least when rows of like length go together.
+            train_sampling_strategy="random" if hp.packing else "group_by_length",
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
             disable_tqdm=True,
         )
         extra = [EarlyStoppingCallback(hp.early_stopping_patience)] if evaluating and hp.early_stopping_patience else []
-        trainer = Trainer(
+        trainer = _counting_trainer(Trainer, counter)(
             model=model,
             args=args,
             train_dataset=rows,
@@ -387,7 +407,7 @@ def train_lora(
             "train/tokens_per_second_run": tokens_per_second,
             "train/seconds": seconds,
             "train/steps": float(result.global_step),
-            "train/padding_share": padding,
+            "train/padding_share": counter.padding_share,
         }
         if losses:
             summary["train/final_loss"] = float(losses[-1])
@@ -419,7 +439,7 @@ def train_lora(
         final_loss=float(losses[-1]) if losses else None,
         best_eval_loss=float(min(eval_losses)) if eval_losses else None,
         tokens_per_second=tokens_per_second,
-        padding_share=padding,
+        padding_share=counter.padding_share,
         seconds=seconds,
         resumed_from_step=resumed_from,
         stopped_early=stopped_early,
@@ -435,7 +455,6 @@ def _log_run_inputs(
     targets: list[str] | str,
     features: list[dict],
     rows: list[dict],
-    padding: float,
     kind: str,
     train_examples: pd.DataFrame,
     dataset_source: str | None,
@@ -473,7 +492,7 @@ def _log_run_inputs(
         )
     ml.log_input(dataset, context="training")
     ml.log_dict(
-        {"hyperparameters": params, "target_modules": targets, "padding_share": padding, "kind": kind},
+        {"hyperparameters": params, "target_modules": targets, "kind": kind, "train_rows": len(rows)},
         "training_config.json",
     )
     if dataset_card is not None and dataset_card.exists():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flywheel_pipelines.define.chat import tokenize_for_training
-from flywheel_pipelines.define.packing import PackedCollator, for_packed_training, pack, padding_share
+from flywheel_pipelines.define.packing import PackedCollator, for_packed_training, pack
 
 QUESTIONS = [
     ("Implement `add`.", "def add(a, b):", "return a + b"),
@@ -34,8 +34,9 @@ def test_rows_are_filled_first_fit_decreasing_and_keep_every_token():
     assert [sorted(set(r.input_ids)) for r in rows] == [[40, 60], [20, 30, 50], [10]]
     assert [len(r.input_ids) for r in rows] == [100, 100, 10] and [r.examples for r in rows] == [2, 3, 1]
     assert rows[0].position_ids == [*range(40), *range(60)] and rows[0].labels[0] == rows[0].labels[40] == -100
-    assert padding_share(rows, 100, batch_size=1) == 0.0
-    assert padding_share(rows, 100, batch_size=3) == pytest.approx(90 / 300)
+    batch = PackedCollator(pad_token_id=0)([r.__dict__ for r in rows])
+    assert batch["input_ids"].shape == (1, 210)  # one sequence, no padding
+    assert batch["position_ids"][0].tolist() == [p for r in rows for p in r.position_ids]
 
 
 def test_a_packed_example_sees_only_itself_so_its_logits_equal_those_it_has_alone(model_and_features):

@@ -129,7 +129,7 @@ def test_training_logs_a_complete_mlflow_run_and_saves_a_loadable_peft_adapter(t
 
 
 def test_a_diverging_run_stops_early_and_keeps_its_best_checkpoint(tiny_model_dir: Path, tmp_path: Path):
-    hp = small(max_steps=12, learning_rate=0.5, early_stopping_patience=1, eval_steps=1)
+    hp = small(max_steps=12, learning_rate=5.0, early_stopping_patience=1, eval_steps=1)  # it must diverge
     trained = train_lora(
         tiny_model_dir,
         examples(8),
