@@ -162,9 +162,12 @@ class LoraTrainingConfig(dg.Config):
     eval_steps: int | None = None
     early_stopping_patience: int | None = None
     adapters: str | None = None
+    dtype: str | None = None  # base_model.dtype for this run: auto, float32, bfloat16, float16
 
     def applied_to(self, training: TrainingSettings) -> TrainingSettings:
-        overrides = {k: v for k, v in self.model_dump().items() if v is not None}
+        if self.dtype not in (None, "auto", "float32", "bfloat16", "float16"):
+            raise dg.Failure(f"lora_adapter run config: dtype {self.dtype!r} is not auto, float32, bfloat16 or float16")
+        overrides = {k: v for k, v in self.model_dump(exclude={"dtype"}).items() if v is not None}
         try:
             return TrainingSettings.model_validate({**training.model_dump(), **overrides})
         except ValidationError as err:
@@ -207,7 +210,7 @@ def lora_adapter(
             {task: getattr(settings.tasks, task).weight for task in settings.tasks.enabled()},
             settings.data_path / "adapters",
             mlflow_tracking.tracking(),
-            dtype=settings.base_model.dtype,
+            dtype=config.dtype or settings.base_model.dtype,
             dataset_source=str(dataset_dir / "train.parquet"),
             dataset_card=dataset_dir / "README.md",
             tags=tags,

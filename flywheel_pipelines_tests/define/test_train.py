@@ -209,6 +209,8 @@ def test_the_launchpad_overrides_one_run_and_refuses_invalid_values():
 
     with pytest.raises(dg.Failure, match="lora_adapter run config is not valid"):
         LoraTrainingConfig(lora_r=0).applied_to(configured)
+    with pytest.raises(dg.Failure, match="dtype"):
+        LoraTrainingConfig(dtype="float8").applied_to(configured)
 
 
 def test_per_task_adapters_are_trained_and_registered_one_per_task_primary_first(tiny_model_dir: Path, tmp_path: Path):
