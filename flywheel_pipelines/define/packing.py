@@ -5,7 +5,7 @@ block-diagonal causal mask from the position restarts (`masking_utils.find_packe
 attends only to earlier tokens of its own example. It does so only without a KV cache: a model trained on packed
 rows must have `use_cache` off (`for_packed_training`), or every example silently attends to the ones before it.
 The first label of every example is masked as well, so no example is trained to predict its first token from the end
-of the one before it. A batch lays its rows end to end in one sequence, so there is no padding at all.
+of the one before it. Batches pad at most 5% (`PackedCollator`).
 
 Rows are filled first-fit-decreasing (longest examples first, each into the first row with room), so a training
 step sees `per_device_batch_size` nearly full rows, whatever the examples' lengths.
@@ -69,16 +69,28 @@ def for_packed_training(model: Any) -> Any:
 
 
 class PackedCollator:
-    """Batches packed rows without padding: the batch's rows are laid end to end in one sequence (position restarts
-    keep every example to itself), so no token position is spent on padding. The batch then has a single row as
-    long as its rows together; labels of -100 and no attention mask, as in a packed row."""
+    """Batches packed rows with at most `max_padding_share` of padding. Rows of like length (the sampler groups
+    them) are padded to the longest, the padding a sequence of its own (positions from 0, labels -100); a batch
+    that would pad more is laid end to end in one sequence instead, which pads nothing but makes attention span
+    the whole batch (block-diagonal, so still no example sees another) — dearer per token, so used only then.
+    Neither carries an attention mask: the position restarts define the attention blocks."""
 
-    def __init__(self, pad_token_id: int):
-        self.pad_token_id = pad_token_id  # kept for the interface of the other collators: nothing is padded
+    def __init__(self, pad_token_id: int, max_padding_share: float = 0.05):
+        self.pad_token_id = pad_token_id
+        self.max_padding_share = max_padding_share
 
     def __call__(self, rows: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        return {
-            "input_ids": torch.tensor([[t for r in rows for t in r["input_ids"]]]),
-            "labels": torch.tensor([[t for r in rows for t in r["labels"]]]),
-            "position_ids": torch.tensor([[t for r in rows for t in r["position_ids"]]]),
-        }
+        width = max(len(r["input_ids"]) for r in rows)
+        padding = sum(width - len(r["input_ids"]) for r in rows)
+        if padding > self.max_padding_share * width * len(rows):
+            return {
+                key: torch.tensor([[t for r in rows for t in r[key]]])
+                for key in ("input_ids", "labels", "position_ids")
+            }
+        ids, labels, positions = [], [], []
+        for r in rows:
+            pad = width - len(r["input_ids"])
+            ids.append(r["input_ids"] + [self.pad_token_id] * pad)
+            labels.append(r["labels"] + [-100] * pad)
+            positions.append(r["position_ids"] + list(range(pad)))
+        return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "position_ids": torch.tensor(positions)}

@@ -353,7 +353,8 @@ def train_lora(
                     seconds = now - self.started
                     metrics["train/tokens_per_second"] = (counter.tokens - self.tokens_at_last_log) / max(seconds, 1e-9)
                     self.started, self.tokens_at_last_log = now, counter.tokens
-                ml.log_metrics(metrics, step=state.global_step)
+                # Asynchronous: a store write per step must not hold up training (flushed when the run ends).
+                ml.log_metrics(metrics, step=state.global_step, synchronous=False)
 
         args = TrainingArguments(
             output_dir=str(work_dir),
@@ -379,8 +380,9 @@ def train_lora(
             bf16=model.dtype == torch.bfloat16,
             fp16=model.dtype == torch.float16,
             remove_unused_columns=False,
-            # Packed batches have no padding; unpacked ones pad least when rows of like length go together.
-            train_sampling_strategy="random" if hp.packing else "group_by_length",
+            # Rows of like length batched together pad least (packed batches that would still pad much are laid
+            # end to end instead, see PackedCollator).
+            train_sampling_strategy="group_by_length",
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
             disable_tqdm=True,

@@ -34,9 +34,11 @@ def test_rows_are_filled_first_fit_decreasing_and_keep_every_token():
     assert [sorted(set(r.input_ids)) for r in rows] == [[40, 60], [20, 30, 50], [10]]
     assert [len(r.input_ids) for r in rows] == [100, 100, 10] and [r.examples for r in rows] == [2, 3, 1]
     assert rows[0].position_ids == [*range(40), *range(60)] and rows[0].labels[0] == rows[0].labels[40] == -100
-    batch = PackedCollator(pad_token_id=0)([r.__dict__ for r in rows])
-    assert batch["input_ids"].shape == (1, 210)  # one sequence, no padding
-    assert batch["position_ids"][0].tolist() == [p for r in rows for p in r.position_ids]
+    uneven = PackedCollator(pad_token_id=0)([r.__dict__ for r in rows])  # padding to 100 would be 30%
+    assert uneven["input_ids"].shape == (1, 210)  # so: one sequence end to end, no padding
+    assert uneven["position_ids"][0].tolist() == [p for r in rows for p in r.position_ids]
+    even = PackedCollator(pad_token_id=0)([r.__dict__ for r in rows[:2]])  # two full rows: nothing to pad
+    assert even["input_ids"].shape == (2, 100)
 
 
 def test_a_packed_example_sees_only_itself_so_its_logits_equal_those_it_has_alone(model_and_features):
