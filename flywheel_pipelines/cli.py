@@ -106,7 +106,7 @@ def _train(args: argparse.Namespace) -> int:
         {task: getattr(settings.tasks, task).weight for task in settings.tasks.enabled()},
         settings.data_path / "adapters",
         tracking,
-        dtype=settings.base_model.dtype,
+        dtype=args.dtype or settings.base_model.dtype,
         dataset_source=str(dataset_dir / "train.parquet"),
         dataset_card=dataset_dir / "README.md",
         tags=dict(tag.split("=", 1) for tag in args.tag),
@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--training-json", help="TrainingSettings as JSON, instead of flywheel.yaml's `training`")
     train.add_argument("--output", help="write the adapters' records (JSON) here")
+    train.add_argument(
+        "--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="instead of base_model.dtype"
+    )
     train.add_argument("--tag", action="append", default=[], help="an MLflow run tag, key=value (repeatable)")
     train.set_defaults(func=_train)
     sub.add_parser("where", help="where to look after a run").set_defaults(func=_where)

@@ -196,9 +196,9 @@ class TrainingSettings(_Section):
     adapters: Literal["mix", "per_task"] = Field(
         default="mix", description="mix: one adapter for the task mix; per_task: one adapter per task."
     )
-    primary_task: str = Field(
-        default="code_generation", description="With per_task adapters, the one scored and promoted."
-    )
+    primary_task: Literal[
+        "code_generation", "test_generation", "docstring_generation", "user_story", "api_design", "api_to_user_story"
+    ] = Field(default="code_generation", description="With per_task adapters, the one scored and promoted.")
     num_processes: int = Field(
         default=1, ge=1, description=">1: the training runs under `accelerate launch` on this many processes (GPUs)."
     )

@@ -73,6 +73,11 @@ def train_adapters(
         plan = [(MIX, mix_tasks(train, weights, seed=hp.seed), evaluation)]
     else:
         tasks = sorted(set(train["task"]), key=lambda t: (t != hp.primary_task, t))
+        if hp.primary_task not in tasks:
+            raise ValueError(
+                f"training.primary_task {hp.primary_task!r} has no train examples: it is the adapter that is scored "
+                f"and promoted (tasks with examples: {', '.join(tasks) or 'none'})"
+            )
         plan = [
             (t, train[train["task"] == t].reset_index(drop=True), evaluation[evaluation["task"] == t]) for t in tasks
         ]
@@ -105,6 +110,7 @@ def launch_training(
     tracking_uri: str,
     tags: Mapping[str, str],
     log: Callable[[str], None] = print,
+    dtype: str | None = None,
 ) -> list[dict]:
     """Run `flywheel train` on `hp.num_processes` processes — one per GPU under `accelerate launch`, or CPU processes
     under torchrun where there is no GPU — and return the adapters' records, which the main process writes."""
@@ -124,6 +130,7 @@ def launch_training(
             "--num_processes" if torch.cuda.is_available() else "--nproc_per_node", str(hp.num_processes),
             "-m", "flywheel_pipelines.cli", "--config", str(config_path),
             "train", "--training-json", str(training_json), "--output", str(output),
+            *(["--dtype", dtype] if dtype else []),
             *(arg for key, value in tags.items() for arg in ("--tag", f"{key}={value}")),
         ]  # fmt: skip
         log("launching: " + " ".join(command))

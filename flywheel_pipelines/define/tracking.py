@@ -44,11 +44,14 @@ class Tracking:
         return replace(self, experiment=f"{self.experiment}-{kind}", registered_model=f"{self.registered_model}-{kind}")
 
     def run_exists(self, run_id: str) -> bool:
+        """Is the run there to be continued (a run deleted in the UI is not)?"""
         try:
-            self.client().get_run(run_id)
+            return self.client().get_run(run_id).info.lifecycle_stage != "deleted"
         except MlflowException:
             return False
-        return True
+
+    def run_has_tag(self, run_id: str, tag: str) -> bool:
+        return tag in self.client().get_run(run_id).data.tags
 
     def experiment_id(self) -> str:
         """The experiment, created with an explicit artifact location (never ./mlruns of whatever cwd)."""

@@ -29,6 +29,7 @@ from flywheel_pipelines.define.tracking import ADAPTER_ARTIFACT_PATH, Tracking, 
 from flywheel_pipelines.settings import TrainingSettings
 
 RUN_ID_FILE = "mlflow_run_id"
+INPUTS_LOGGED_TAG = "flywheel.inputs_logged"
 
 # The attention projections per architecture (config.model_type): what LoRA wraps unless configured. Models not
 # listed fall back to peft's own table, then to every linear layer.
@@ -165,9 +166,10 @@ def hyperparameters(hp: TrainingSettings, base_model: str) -> dict[str, Any]:
     }
 
 
-def training_key(base_model: str, hp: TrainingSettings, dataset_version: str, kind: str) -> str:
-    """What identifies one training: a re-run with the same key resumes its checkpoints instead of starting over."""
-    what = {"base_model": base_model, "hp": hp.model_dump(), "dataset": dataset_version, "kind": kind}
+def training_key(base_model: str, hp: TrainingSettings, data: str, kind: str, dtype: str) -> str:
+    """What identifies one training — the model, the settings, the very rows trained and evaluated on (after task
+    weighting) and the dtype: a re-run with the same key resumes its checkpoints instead of starting over."""
+    what = {"base_model": base_model, "hp": hp.model_dump(), "data": data, "kind": kind, "dtype": dtype}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -188,6 +190,38 @@ def _rows(features: list[dict], hp: TrainingSettings) -> list[dict]:
     if hp.packing:
         return [r.__dict__ for r in pack(features, hp.max_seq_length)]
     return features
+
+
+def _last_complete_checkpoint(work_dir: Path) -> str | None:
+    """The newest checkpoint that was written to the end (its trainer state is saved last); half-written ones, from a
+    kill or a full disk during a save, are removed so that they never block a resume."""
+    complete = None
+    for folder in sorted(work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1])):
+        if (folder / "trainer_state.json").exists() and any(folder.glob("adapter_model.*")):
+            complete = folder
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return str(complete) if complete else None
+
+
+def packing_isolates(model: Any) -> bool:
+    """Does this model keep packed examples apart? Two short examples packed in one row must give the second the
+    logits it has alone; architectures whose attention mask ignores position ids fail this."""
+    vocab = model.config.vocab_size
+    first, second = [3 % vocab, 5 % vocab, 7 % vocab], [11 % vocab, 13 % vocab, 17 % vocab]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            packed = model(
+                input_ids=torch.tensor([first + second], device=model.device),
+                position_ids=torch.tensor([[0, 1, 2, 0, 1, 2]], device=model.device),
+                use_cache=False,
+            ).logits[0, 3:]
+            alone = model(input_ids=torch.tensor([second], device=model.device), use_cache=False).logits[0]
+    finally:
+        model.train(was_training)
+    return bool(torch.allclose(packed.float(), alone.float(), atol=1e-3, rtol=1e-3))
 
 
 def _loss_curve(history: list[dict]) -> Any:
@@ -270,7 +304,6 @@ def train_lora(
         TrainerCallback,
         TrainingArguments,
     )
-    from transformers.trainer_utils import get_last_checkpoint
 
     base_model_path = Path(base_model_path)
     if train_examples.empty:
@@ -279,6 +312,12 @@ def train_lora(
     tokenizer = AutoTokenizer.from_pretrained(base_model_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=pick_dtype(dtype))
+    for_packed_training(model)  # no KV cache in training, which packing relies on
+    if hp.packing and not packing_isolates(model):
+        # Some architectures (OPT, Falcon, Bloom) build their mask without position ids: packed examples would see
+        # each other, so this model trains on one example per row instead.
+        hp = hp.model_copy(update={"packing": False})
     features = _features(tokenizer, train_examples, hp.max_seq_length)
     rows = _rows(features, hp)
     evaluating = eval_examples is not None and len(eval_examples) > 0 and hp.eval_examples > 0
@@ -286,9 +325,6 @@ def train_lora(
     if evaluating:
         eval_features = _features(tokenizer, eval_examples.head(hp.eval_examples), hp.max_seq_length)
         eval_rows = _rows(eval_features, hp)
-
-    model = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=pick_dtype(dtype))
-    for_packed_training(model)  # no KV cache in training, which packing relies on
     targets = target_modules_for(model.config.model_type, hp.target_modules)
     lora = LoraConfig(
         r=hp.lora_r,
@@ -300,10 +336,11 @@ def train_lora(
     model = get_peft_model(model, lora)
 
     version = dataset_version or _content_hash(train_examples)
-    key = training_key(str(base_model_path), hp, version, kind)
+    data = _content_hash(train_examples) + (_content_hash(eval_examples) if evaluating else "")
+    key = training_key(str(base_model_path), hp, data, kind, dtype)
     work_dir = adapters_dir / ".training" / key
     work_dir.mkdir(parents=True, exist_ok=True)
-    last_checkpoint = get_last_checkpoint(str(work_dir))
+    last_checkpoint = _last_complete_checkpoint(work_dir)
     run_id_file = work_dir / RUN_ID_FILE
     earlier_run = run_id_file.read_text().strip() if run_id_file.exists() else None
     main = is_main_process()  # only the main process of a multi-process launch talks to MLflow
@@ -318,7 +355,7 @@ def train_lora(
         resumed_from = int(Path(last_checkpoint).name.split("-")[-1]) if last_checkpoint else None
         if resumed_from is not None:
             ml.set_tag("flywheel.resumed_from_step", str(resumed_from))
-        if earlier_run is None:
+        if earlier_run is None or (main and not tracking.run_has_tag(earlier_run, INPUTS_LOGGED_TAG)):
             _log_run_inputs(
                 ml,
                 model,
@@ -341,6 +378,9 @@ def train_lora(
         class LogToMlflow(TrainerCallback):
             started = time.perf_counter()
             tokens_at_last_log = 0
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.started = time.perf_counter()  # not model loading or a checkpoint's restore
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 numeric = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
@@ -404,13 +444,14 @@ def train_lora(
         eval_losses = [h["eval_loss"] for h in state.log_history if "eval_loss" in h]
         planned = hp.max_steps if hp.max_steps > 0 else state.max_steps
         stopped_early = bool(extra) and result.global_step < planned
-        tokens_per_second = counter.tokens / seconds if seconds else 0.0
-        summary = {
-            "train/tokens_per_second_run": tokens_per_second,
-            "train/seconds": seconds,
-            "train/steps": float(result.global_step),
-            "train/padding_share": counter.padding_share,
-        }
+        tokens_per_second = counter.tokens / seconds if seconds and counter.tokens else 0.0
+        summary = {"train/steps": float(result.global_step)}
+        if counter.tokens:  # an attempt resumed at the last step trains nothing: keep the figures it would overwrite
+            summary |= {
+                "train/tokens_per_second_run": tokens_per_second,
+                "train/seconds": seconds,
+                "train/padding_share": counter.padding_share,
+            }
         if losses:
             summary["train/final_loss"] = float(losses[-1])
         if state.best_metric is not None:
@@ -419,7 +460,11 @@ def train_lora(
         ml.set_tag("flywheel.stopped_early", str(stopped_early).lower())
         if state.best_model_checkpoint:
             ml.set_tag("flywheel.best_checkpoint_step", state.best_model_checkpoint.rsplit("-", 1)[-1])
-        ml.log_figure(_loss_curve(state.log_history), "loss_curve.png")
+        figure = _loss_curve(state.log_history)
+        ml.log_figure(figure, "loss_curve.png")
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
 
         name = f"{kind}-{version[:12]}-{run_id[:8]}"
         adapter_path = adapters_dir / name
@@ -500,6 +545,7 @@ def _log_run_inputs(
     if dataset_card is not None and dataset_card.exists():
         ml.log_artifact(str(dataset_card), artifact_path="dataset")
     _log_tokenizer(ml, tokenizer)
+    ml.set_tag(INPUTS_LOGGED_TAG, "true")  # last: a run resumed after a kill before this point logs them again
 
 
 def _log_tokenizer(ml: Any, tokenizer: Any) -> None:

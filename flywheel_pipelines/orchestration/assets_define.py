@@ -160,8 +160,11 @@ class LoraTrainingConfig(dg.Config):
     seed: int | None = None
     packing: bool | None = None
     eval_steps: int | None = None
+    eval_examples: int | None = None
     early_stopping_patience: int | None = None
     adapters: str | None = None
+    primary_task: str | None = None
+    num_processes: int | None = None
     dtype: str | None = None  # base_model.dtype for this run: auto, float32, bfloat16, float16
 
     def applied_to(self, training: TrainingSettings) -> TrainingSettings:
@@ -201,7 +204,9 @@ def lora_adapter(
     if hp.num_processes > 1:  # several GPUs: the same training, started by `accelerate launch`
         if settings.source is None:
             raise dg.Failure("training.num_processes > 1 launches `flywheel train`, which needs flywheel.yaml on disk")
-        records = launch_training(settings.source, hp, settings.mlflow_tracking_uri, tags, log=context.log.info)
+        records = launch_training(
+            settings.source, hp, settings.mlflow_tracking_uri, tags, log=context.log.info, dtype=config.dtype
+        )
     else:
         runs = train_adapters(
             instruction_dataset,

@@ -269,3 +269,51 @@ def test_two_training_processes_make_one_adapter_logged_as_one_run(project, tiny
     assert run.info.run_id == record["mlflow_run_id"] and run.data.params["world_size"] == "2"
     assert run.data.tags["dagster.run_id"] == "run-7" and record["version"] == "1" and record["steps"] == 2
     assert Path(record["path"], "adapter_model.safetensors").exists()
+
+
+def test_packing_is_used_only_on_architectures_that_keep_packed_examples_apart(tiny_model_dir: Path):
+    from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
+
+    from flywheel_pipelines.define.train import packing_isolates
+
+    assert packing_isolates(AutoModelForCausalLM.from_pretrained(tiny_model_dir))
+    opt = OPTForCausalLM(
+        OPTConfig(
+            vocab_size=64,
+            hidden_size=16,
+            ffn_dim=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            word_embed_proj_dim=16,
+            max_position_embeddings=64,
+        )
+    )
+    assert not packing_isolates(opt)  # OPT masks without position ids: packed examples would see each other
+
+
+def test_a_half_written_checkpoint_is_dropped_and_the_last_complete_one_resumed(tmp_path: Path):
+    from flywheel_pipelines.define.train import _last_complete_checkpoint
+
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"weights")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert _last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert not (tmp_path / "checkpoint-6").exists()
+
+
+def test_a_run_deleted_in_the_ui_is_not_continued_and_a_missing_primary_task_is_refused(
+    tiny_model_dir: Path, tmp_path: Path
+):
+    tracking = tracking_in(tmp_path)
+    client = MlflowClient(tracking.tracking_uri)
+    run = client.create_run(tracking.experiment_id())
+    assert tracking.run_exists(run.info.run_id)
+    client.delete_run(run.info.run_id)
+    assert not tracking.run_exists(run.info.run_id)
+    with pytest.raises(ValueError, match="primary_task 'code_generation' has no train examples"):
+        train_adapters(
+            examples(4, "docstring_generation"), tiny_model_dir, small(adapters="per_task"), {}, tmp_path, tracking
+        )
