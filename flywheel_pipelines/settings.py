@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from flywheel_pipelines.define.tasks import TASKS
 
@@ -196,12 +196,19 @@ class TrainingSettings(_Section):
     adapters: Literal["mix", "per_task"] = Field(
         default="mix", description="mix: one adapter for the task mix; per_task: one adapter per task."
     )
-    primary_task: Literal[
-        "code_generation", "test_generation", "docstring_generation", "user_story", "api_design", "api_to_user_story"
-    ] = Field(default="code_generation", description="With per_task adapters, the one scored and promoted.")
+    primary_task: str = Field(
+        default="code_generation", description="With per_task adapters, the one scored and promoted (a task name)."
+    )
     num_processes: int = Field(
         default=1, ge=1, description=">1: the training runs under `accelerate launch` on this many processes (GPUs)."
     )
+
+    @field_validator("primary_task")
+    @classmethod
+    def _a_task_of_the_catalogue(cls, task: str) -> str:
+        if task not in TASKS:
+            raise ValueError(f"{task!r} is not a task of the catalogue ({', '.join(TASKS)})")
+        return task
 
 
 class EvaluationSettings(_Section):
