@@ -39,5 +39,5 @@ def _signature_from_input(input_text: str) -> str | None:
 
 
 def signature_in(example: dict) -> str | None:
-    """The signature an implement_method example asks to implement (its last `def` line)."""
+    """The signature a code_generation example asks to implement (its last `def` line)."""
     return _signature_from_input(example["input"])
