@@ -68,7 +68,9 @@ def _where(args: argparse.Namespace) -> int:
     if scores_file.exists():
         scores = pd.read_parquet(scores_file)
         print(f"Eval table:  {scores_file}\n")
-        print(scores.to_string(index=False))
+        from flywheel_pipelines.define.evaluate.scoring import comparison_table
+
+        print(comparison_table(scores.to_dict("records")))
     else:
         print("No eval scores yet: run `make run`.")
     return 0

@@ -17,6 +17,7 @@ from flywheel_pipelines.settings import Settings, load_settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([assets_discover, assets_curate, assets_define, assets_deliver]),
+        asset_checks=dg.load_asset_checks_from_modules([assets_define]),
         jobs=[discover, train, retrain],
         sensors=[
             build_sources_sensor(),

@@ -7,6 +7,7 @@ Relative paths and relative SQLite URLs are resolved against the folder that hol
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -211,20 +212,69 @@ class TrainingSettings(_Section):
         return task
 
 
-class EvaluationSettings(_Section):
-    """Guide metrics for step 4."""
+class MemorisationSettings(_Section):
+    """How much of the training data a model reproduces when prompted with the start of a training answer."""
 
-    humaneval_problems: int = Field(default=10, ge=0, le=164, description="First N HumanEval problems.")
-    eval_split_examples: int = Field(default=8, ge=0, description="Held-out examples scored per model.")
+    prompts: int = Field(default=16, ge=0, description="Training examples whose answers are cut into prompts.")
+    prefix_words: int = Field(default=16, ge=1, description="Words of the training answer given as its start.")
+    max_new_tokens: int = Field(default=96, ge=1)
+    span_words: int = Field(
+        default=24, ge=8, description="A completion is memorised when it repeats this many words of training data."
+    )
+
+
+class EvaluationSettings(_Section):
+    """Guide metrics for step 4: every model (base, candidate, champion) on the same problems and seeds."""
+
+    humaneval_problems: int = Field(default=20, ge=0, le=164, description="First N HumanEval problems (164: all).")
+    humaneval_task_ids: list[str] = Field(
+        default_factory=list, description="A chosen subset (e.g. HumanEval/0); overrides humaneval_problems."
+    )
+    repository_problems: int = Field(
+        default=20, ge=0, description="Held-out functions of the crawled code whose paired tests run in the sandbox."
+    )
+    eval_split_examples: int = Field(default=8, ge=0, description="Held-out examples scored per task.")
+    samples_per_problem: int = Field(
+        default=0, ge=0, description="Sampled answers per executable problem for pass@k (0: greedy only)."
+    )
+    pass_k: list[int] = Field(default=[1, 5, 10], description="k of the sampled pass@k, reported where n >= k.")
+    temperature: float = Field(default=0.8, gt=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    seed: int = Field(default=1234, description="Sampling seed, the same for every model.")
     max_new_tokens: int = Field(default=160, ge=1)
     batch_size: int = Field(default=8, ge=1)
     sandbox_timeout_s: float = Field(default=5.0, gt=0, description="Wall-clock limit per executed sample.")
-    sandbox_workers: int = Field(default=2, ge=1)
-    primary_metric: str = Field(
-        default="humaneval/pass@1",
-        pattern=r"^[a-z_]+/[a-z_@0-9]+$",
-        description="suite/metric to promote on.",
+    sandbox_workers: int = Field(default=2, ge=1, description="Parallel sandboxed programs (capped by the cores).")
+    memorisation: MemorisationSettings = MemorisationSettings()
+
+
+class PromotionSettings(_Section):
+    """The gate a candidate adapter passes before it becomes champion (a blocking asset check on eval_scores)."""
+
+    tolerances: dict[str, float] = Field(
+        default_factory=lambda: {
+            "humaneval/pass@1": 0.05,
+            "repository_tests/pass@1": 0.05,
+            "code_generation/format_valid": 0.1,
+        },
+        description="suite/metric -> how far below the champion's value the candidate's may fall.",
     )
+    memorisation_ceiling: float = Field(
+        default=0.2, ge=0, le=1, description="Most share of completions that may repeat a long span of training data."
+    )
+    history_database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the promotion history; unset: the feedback database."
+    )
+
+    @field_validator("tolerances")
+    @classmethod
+    def _metric_names(cls, tolerances: dict[str, float]) -> dict[str, float]:
+        for name, tolerance in tolerances.items():
+            if not re.fullmatch(r"[a-z_]+/[a-z_@0-9]+", name):
+                raise ValueError(f"{name!r} is not suite/metric (e.g. humaneval/pass@1)")
+            if tolerance < 0:
+                raise ValueError(f"the tolerance of {name} is negative")
+        return tolerances
 
 
 class FeedbackSettings(_Section):
@@ -268,6 +318,7 @@ class Settings(_Section):
     teacher: TeacherSettings | None = None
     training: TrainingSettings = TrainingSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    promotion: PromotionSettings = PromotionSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     tracking: TrackingSettings = TrackingSettings()
 
@@ -307,6 +358,10 @@ class Settings(_Section):
     @property
     def feedback_database_url(self) -> str:
         return self.resolve_url(self.feedback.database_url)
+
+    @property
+    def promotion_history_url(self) -> str:
+        return self.resolve_url(self.promotion.history_database_url or self.feedback.database_url)
 
     @property
     def quarantine_database_url(self) -> str:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from flywheel_pipelines.settings import Settings, load_settings
-from flywheel_pipelines_tests.tiny_model import build_tiny_chat_model
+from flywheel_pipelines_tests.tiny_model import build_tiny_chat_model, pretrain_on
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "data" / "samples"
@@ -25,6 +25,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus = [p.read_text() for p in sorted((REPO_ROOT / "flywheel_pipelines").rglob("*.py"))]
     corpus += [p.read_text() for p in sorted(SAMPLES.rglob("*.py"))]
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-model"), corpus)
+
+
+@pytest.fixture(scope="session")
+def pretrained_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model after a few seconds of reading the corpus: it writes code-like text, so guide metrics can
+    separate a fine-tuned adapter from an untrained one."""
+    corpus = [p.read_text() for p in sorted((REPO_ROOT / "flywheel_pipelines").rglob("*.py"))]
+    corpus += [p.read_text() for p in sorted(SAMPLES.rglob("*.py"))]
+    return pretrain_on(build_tiny_chat_model(tmp_path_factory.mktemp("pretrained-tiny-model"), corpus), corpus)
 
 
 def project_config(root: Path, base_model: str, **overrides: dict) -> dict:
@@ -50,6 +59,8 @@ def project_config(root: Path, base_model: str, **overrides: dict) -> dict:
             "batch_size": 4,
             "sandbox_timeout_s": 5,
             "sandbox_workers": 2,
+            "repository_problems": 2,
+            "memorisation": {"prompts": 3, "prefix_words": 8, "max_new_tokens": 12, "span_words": 12},
         },
         "feedback": {"retrain_min_new_events": 3},
         "tracking": {"experiment": "test-flywheel"},

@@ -135,6 +135,16 @@ def promote(tracking: Tracking, version: str, reason: str) -> None:
     client.set_model_version_tag(tracking.registered_model, version, "promotion_reason", reason)
 
 
+def record_decision(tracking: Tracking, version: str, run_id: str, promoted: bool, reason: str) -> None:
+    """The promotion decision on the version and on its training run, where the MLflow UI shows it."""
+    client = tracking.client()
+    outcome = "promoted" if promoted else "refused"
+    client.set_model_version_tag(tracking.registered_model, version, "promotion", outcome)
+    client.set_model_version_tag(tracking.registered_model, version, "promotion_reason", reason[:5000])
+    client.set_tag(run_id, "flywheel.promotion", outcome)
+    client.set_tag(run_id, "flywheel.promotion_reason", reason[:5000])
+
+
 def ensure_local_adapter(tracking: Tracking, version: AdapterVersion, cache_dir: Path) -> Path:
     """The adapter folder of a version: its recorded path when present here, else downloaded from MLflow."""
     if (version.adapter_path / "adapter_config.json").exists():
@@ -150,8 +160,16 @@ def _metric_name(*parts: str) -> str:
     return "/".join(p.replace("@", "_at_") for p in parts)
 
 
-def log_evaluation(tracking: Tracking, run_id: str, scores: list[dict], samples: list[dict]) -> None:
-    """Attach eval scores (as metrics and a table) and every scored sample to the adapter's training run."""
+def log_evaluation(
+    tracking: Tracking,
+    run_id: str,
+    scores: list[dict],
+    samples: list[dict],
+    comparison_markdown: str = "",
+    params: dict[str, str] | None = None,
+) -> None:
+    """Attach eval scores (as metrics, a table and a markdown comparison of the models) and every scored sample to
+    the adapter's training run."""
     import pandas as pd
 
     tracking.client()
@@ -160,3 +178,7 @@ def log_evaluation(tracking: Tracking, run_id: str, scores: list[dict], samples:
         mlflow.log_table(pd.DataFrame(scores), artifact_file="eval/scores.json")
         if samples:
             mlflow.log_table(pd.DataFrame(samples), artifact_file="eval/samples.json")
+        if comparison_markdown:
+            mlflow.log_text(comparison_markdown, "eval/comparison.md")
+        if params:
+            mlflow.set_tags({f"eval.{k}": v for k, v in params.items()})

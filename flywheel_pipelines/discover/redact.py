@@ -891,8 +891,8 @@ def _spans(detector: Detector, text: str, lowered: str, policy: RedactionPolicy)
     return sorted(set(found), key=lambda span: (span[0], -span[1]))
 
 
-def redact(text: str, policy: RedactionPolicy = RedactionPolicy()) -> Redaction:
-    """Replace secrets and personal data in `text` by typed placeholders, and count them by type."""
+def _kept_spans(text: str, policy: RedactionPolicy) -> list[tuple[int, int, str]]:
+    """(start, end, placeholder kind) of everything `redact` replaces, in text order."""
     taken = _Taken(m.span() for m in PLACEHOLDER.finditer(text))  # existing placeholders are never re-redacted
     lowered = text.translate(_ASCII_LOWER)
     kept: list[tuple[int, int, str]] = []
@@ -901,6 +901,12 @@ def redact(text: str, policy: RedactionPolicy = RedactionPolicy()) -> Redaction:
             if start < end and taken.take(start, end):
                 kept.append((start, end, detector.kind))
     kept.sort()
+    return kept
+
+
+def redact(text: str, policy: RedactionPolicy = RedactionPolicy()) -> Redaction:
+    """Replace secrets and personal data in `text` by typed placeholders, and count them by type."""
+    kept = _kept_spans(text, policy)
     parts: list[str] = []
     pos = 0
     for start, end, kind in kept:
@@ -910,6 +916,11 @@ def redact(text: str, policy: RedactionPolicy = RedactionPolicy()) -> Redaction:
     parts.append(text[pos:])
     counts = Counter(kind for _, _, kind in kept)
     return Redaction("".join(parts), dict(sorted(counts.items())))
+
+
+def secret_values(text: str, policy: RedactionPolicy = RedactionPolicy()) -> set[str]:
+    """The secrets `redact` would replace in `text` (not personal data): what a model must never say back."""
+    return {text[start:end] for start, end, kind in _kept_spans(text, policy) if kind.startswith("SECRET")}
 
 
 def redact_python_keeps_syntax(original: str, redacted: str) -> str | None:

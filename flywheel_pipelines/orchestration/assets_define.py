@@ -1,25 +1,32 @@
 """Define (steps 3-4): instruction data, the base model, LoRA adapters, their scores, and the champion."""
 
-import json
-
 import dagster as dg
 import pandas as pd
 from pydantic import Field, ValidationError
 
 from flywheel_pipelines.define.adapters import launch_training, train_adapters
 from flywheel_pipelines.define.base_model import describe, resolve_base_model
-from flywheel_pipelines.define.champion import decide_promotion
 from flywheel_pipelines.define.datasets import benchmark_texts, write_dataset
 from flywheel_pipelines.define.distil.dataset import build_dataset, quarantine_rows, teacher_report, templates_used
-from flywheel_pipelines.define.evaluate.scoring import ModelUnderTest, evaluate_models, score_of
+from flywheel_pipelines.define.evaluate.sandbox import isolation_layers
+from flywheel_pipelines.define.evaluate.scoring import (
+    ModelUnderTest,
+    comparison_table,
+    evaluate_models,
+    plan_evaluation,
+)
+from flywheel_pipelines.define.promotion import HISTORY_COLUMNS, PromotionHistory, judge
 from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS
 from flywheel_pipelines.define.tracking import (
     MIX,
+    Tracking,
     current_champion,
     ensure_local_adapter,
     log_evaluation,
     promote,
+    record_decision,
 )
+from flywheel_pipelines.orchestration.checks import PROMOTION_GATE
 from flywheel_pipelines.orchestration.previews import counts, reasons_preview, table_preview
 from flywheel_pipelines.orchestration.resources import (
     AssetFiles,
@@ -237,18 +244,7 @@ def lora_adapter(
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"})
-def eval_scores(
-    flywheel: FlywheelSettings,
-    mlflow_tracking: MlflowTracking,
-    lora_adapter: dict,
-    base_model: dict,
-    instruction_dataset: pd.DataFrame,
-) -> dg.Output[pd.DataFrame]:
-    """The candidate adapter, the base model and the current champion on the held-out split (syntax validity)
-    and a HumanEval subset (pass@1, executed in a sandbox); one row per model x suite x metric."""
-    settings = flywheel.settings
-    tracking = mlflow_tracking.tracking().for_adapter(lora_adapter.get("kind", MIX))
+def _models_under_test(settings: Settings, tracking: Tracking, lora_adapter: dict, base_model: dict):
     base_path = base_model["path"]
     models = [
         ModelUnderTest("candidate", f"v{lora_adapter['version']}", base_path, lora_adapter["path"]),
@@ -258,50 +254,175 @@ def eval_scores(
     if champion is not None and champion.version != lora_adapter["version"]:
         adapter = ensure_local_adapter(tracking, champion, settings.data_path / "adapters" / "registry")
         models.append(ModelUnderTest("champion", f"v{champion.version}", base_path, adapter))
-    # The syntax suite checks Python bodies; the other tasks' format validity is scored by their validators.
-    eval_examples = [
-        e
-        for e in table_records(instruction_dataset)
-        if e["split"] == "eval" and e["task"] == "code_generation" and json.loads(e["meta"]).get("language") == "python"
-    ]
-    evaluation = evaluate_models(models, eval_examples, settings.evaluation, settings.base_model.dtype)
-    log_evaluation(tracking, lora_adapter["mlflow_run_id"], evaluation.scores, evaluation.samples)
+    return models
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch", "mlflow"})
+def eval_scores(
+    context: dg.AssetExecutionContext,
+    flywheel: FlywheelSettings,
+    mlflow_tracking: MlflowTracking,
+    lora_adapter: dict,
+    base_model: dict,
+    instruction_dataset: pd.DataFrame,
+    curated_assets: pd.DataFrame,
+    code_units: pd.DataFrame,
+    crawled_code: pd.DataFrame,
+) -> dg.Output[pd.DataFrame]:
+    """Guide metrics of the candidate adapter, the base model and the current champion on the same problems and
+    seeds: HumanEval and the repository's own paired tests executed in the sandbox (greedy pass@1, sampled pass@k),
+    every task's held-out split by its validator plus chrF/BLEU, and memorisation of the training data and of the
+    redacted secrets. One row per model x suite x metric; the comparison is in the metadata and on the MLflow run."""
+    settings = flywheel.settings
+    tracking = mlflow_tracking.tracking().for_adapter(lora_adapter.get("kind", MIX))
+    models = _models_under_test(settings, tracking, lora_adapter, base_model)
+    plan, dropped = plan_evaluation(
+        table_records(instruction_dataset),
+        settings.evaluation,
+        curated_records=table_records(curated_assets),
+        code_units=table_records(code_units),
+        crawled_files=table_records(crawled_code),
+    )
+    for problem_id, reason in dropped.items():
+        context.log.info(f"repository problem {problem_id} left out: {reason}")
+    evaluation = evaluate_models(models, plan, settings.evaluation, settings.base_model.dtype)
+    comparison = comparison_table(evaluation.scores)
+    layers = [str(layer) for layer in isolation_layers()]
+    log_evaluation(
+        tracking,
+        lora_adapter["mlflow_run_id"],
+        evaluation.scores,
+        evaluation.samples,
+        comparison,
+        {"sandbox_isolation": "; ".join(layers)},
+    )
     df = pd.DataFrame(evaluation.scores)
     return dg.Output(
         df,
         metadata={
             "mlflow_run_id": lora_adapter["mlflow_run_id"],
-            "scores": table_preview(df, ["model", "model_ref", "suite", "metric", "value", "n"], rows=50),
+            "mlflow_run": _run_link(settings, lora_adapter["experiment_id"], lora_adapter["mlflow_run_id"]),
+            "comparison": dg.MetadataValue.md(comparison),
+            "models": dg.MetadataValue.json({m.role: m.reference for m in models}),
+            "problems": dg.MetadataValue.json(
+                {
+                    "humaneval": len(plan.humaneval),
+                    "repository_tests": len(plan.repository),
+                    "repository_tests_left_out": len(dropped),
+                    **{task: len(rows) for task, rows in plan.task_examples.items()},
+                    "memorisation_probes": len(plan.probes),
+                }
+            ),
+            "sandbox_isolation": dg.MetadataValue.json(layers),
             **{f"{r['model']}/{r['suite']}/{r['metric']}": float(r["value"]) for r in evaluation.scores},
         },
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"mlflow"})
-def champion_adapter(
-    flywheel: FlywheelSettings, mlflow_tracking: MlflowTracking, eval_scores: pd.DataFrame, lora_adapter: dict
-) -> dg.Output[dict]:
-    """The adapter that is served: the candidate is promoted unless it scores below the current champion
-    on the primary metric; promotion moves the `champion` alias in the MLflow registry."""
+def _history(settings: Settings) -> PromotionHistory:
+    return PromotionHistory(settings.promotion_history_url)
+
+
+def _history_table(history: PromotionHistory, registered_model: str) -> dg.MetadataValue:
+    rows = history.decisions(registered_model, limit=20)
+    df = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    return table_preview(
+        df, ["decided_at", "candidate_version", "champion_version", "promoted", "reason"], rows=20, width=160
+    )
+
+
+@dg.asset_check(
+    asset="eval_scores",
+    name=PROMOTION_GATE,
+    blocking=True,
+    additional_ins={"lora_adapter": dg.AssetIn("lora_adapter")},
+    description="The candidate may replace the champion: no configured metric (promotion.tolerances) falls more "
+    "than its tolerance below the champion's, memorisation stays under promotion.memorisation_ceiling, and no "
+    "redacted secret comes back. Blocking: a refused candidate never reaches champion_adapter.",
+)
+def promotion_gate(
+    context: dg.AssetCheckExecutionContext,
+    flywheel: FlywheelSettings,
+    mlflow_tracking: MlflowTracking,
+    eval_scores: pd.DataFrame,
+    lora_adapter: dict,
+) -> dg.AssetCheckResult:
     settings = flywheel.settings
     tracking = mlflow_tracking.tracking().for_adapter(lora_adapter.get("kind", MIX))
-    metric = settings.evaluation.primary_metric
     scores = eval_scores.to_dict("records")
-    candidate_score = score_of(scores, "candidate", metric)
-    if candidate_score is None:
-        raise dg.Failure(f"eval_scores has no {metric} for the candidate: check evaluation.primary_metric")
-    decision = decide_promotion(candidate_score, score_of(scores, "champion", metric), metric)
-    if decision.promote:
-        promote(tracking, lora_adapter["version"], decision.reason)
+    decision = judge(scores, settings.promotion.tolerances, settings.promotion.memorisation_ceiling)
+    metadata = {
+        "candidate_version": lora_adapter["version"],
+        "decision": "may be promoted" if decision.promote else "refused",
+        "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+        "comparisons": dg.MetadataValue.md(pd.DataFrame(decision.table()).to_markdown(index=False)),
+    }
+    if not decision.promote:  # champion_adapter will not run: the refusal is recorded here
+        champion = current_champion(tracking)
+        history = _history(settings)
+        try:
+            history.record(
+                tracking.registered_model,
+                lora_adapter["version"],
+                champion.version if champion else None,
+                decision,
+                lora_adapter["mlflow_run_id"],
+                context.run.run_id,
+            )
+        finally:
+            history.dispose()
+        record_decision(tracking, lora_adapter["version"], lora_adapter["mlflow_run_id"], False, decision.reason)
+    return dg.AssetCheckResult(passed=decision.promote, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+@dg.asset(group_name=GROUP, kinds={"mlflow"})
+def champion_adapter(
+    context: dg.AssetExecutionContext,
+    flywheel: FlywheelSettings,
+    mlflow_tracking: MlflowTracking,
+    eval_scores: pd.DataFrame,
+    lora_adapter: dict,
+) -> dg.Output[dict]:
+    """The adapter that is served. Runs only after the blocking promotion_gate check passed on eval_scores; it moves
+    the `champion` alias in the MLflow registry to the candidate and records the decision in the promotion
+    history table."""
+    settings = flywheel.settings
+    tracking = mlflow_tracking.tracking().for_adapter(lora_adapter.get("kind", MIX))
+    decision = judge(
+        eval_scores.to_dict("records"), settings.promotion.tolerances, settings.promotion.memorisation_ceiling
+    )
+    if not decision.promote:  # materialised on its own, without the gate in the same run
+        raise dg.Failure(f"candidate v{lora_adapter['version']} is refused promotion: {decision.reason}")
+    previous = current_champion(tracking)
+    promote(tracking, lora_adapter["version"], decision.reason)
+    record_decision(tracking, lora_adapter["version"], lora_adapter["mlflow_run_id"], True, decision.reason)
+    history = _history(settings)
+    try:
+        history.record(
+            tracking.registered_model,
+            lora_adapter["version"],
+            previous.version if previous else None,
+            decision,
+            lora_adapter["mlflow_run_id"],
+            context.run.run_id,
+        )
+        history_md = _history_table(history, tracking.registered_model)
+    finally:
+        history.dispose()
     champion = current_champion(tracking)
     value = {
-        "version": champion.version if champion else None,
-        "adapter_path": str(champion.adapter_path) if champion else None,
-        "promoted": decision.promote,
+        "version": champion.version,
+        "adapter_path": str(champion.adapter_path),
+        "promoted": True,
+        "previous_version": previous.version if previous else None,
         "candidate_version": lora_adapter["version"],
         "reason": decision.reason,
-        "metric": metric,
-        "candidate_score": decision.candidate_score,
-        "champion_score": decision.champion_score,
     }
-    return dg.Output(value, metadata={k: v for k, v in value.items() if v is not None})
+    return dg.Output(
+        value,
+        metadata={
+            **{k: v for k, v in value.items() if v is not None},
+            "comparisons": dg.MetadataValue.md(pd.DataFrame(decision.table()).to_markdown(index=False)),
+            "promotion_history": history_md,
+        },
+    )

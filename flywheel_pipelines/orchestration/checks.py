@@ -8,6 +8,7 @@ from flywheel_pipelines.schemas import validation_errors
 
 SCHEMA_VALID = "schema_valid"
 QUARANTINE_RATE = "quarantine_rate"
+PROMOTION_GATE = "promotion_gate"  # the blocking check on eval_scores (assets_define)
 
 
 def record_check_specs(asset: str, schema: str) -> list[dg.AssetCheckSpec]:

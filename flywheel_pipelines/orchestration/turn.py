@@ -3,6 +3,7 @@ partitions, discover every source, then train — each a run in the project's Da
 
 import dagster as dg
 
+from flywheel_pipelines.orchestration.checks import PROMOTION_GATE
 from flywheel_pipelines.orchestration.source_sync import sync_source_partitions
 from flywheel_pipelines.settings import Settings
 
@@ -39,5 +40,31 @@ def run_turn(settings: Settings, instance: dg.DagsterInstance | None = None, log
     result = defs.resolve_job_def("train").execute_in_process(
         instance=instance, raise_on_error=False, tags={"flywheel/trigger": "turn"}
     )
-    log(f"train: {'ok' if result.success else 'FAILED'} (run {result.run_id})")
-    return result.success
+    if result.success:
+        log(f"train: ok (run {result.run_id})")
+        return True
+    refusal = _promotion_refusal(result)
+    failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
+    if refusal is not None and failed_steps == {refusal[0]}:
+        log(f"train: ok, the candidate was refused promotion and the champion kept (run {result.run_id})")
+        for reason in refusal[1]:
+            log(f"  {reason}")
+        return True
+    log(f"train: FAILED (run {result.run_id})")
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.error is not None:
+            log(f"  {event.step_key}: {event.step_failure_data.error.message.strip()}")
+    return False
+
+
+def _promotion_refusal(result) -> tuple[str, list[str]] | None:
+    """(step key, reasons) of a failed promotion gate in a run's events, if it failed."""
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        evaluation = event.event_specific_data
+        if evaluation.check_name == PROMOTION_GATE and not evaluation.passed:
+            reasons = evaluation.metadata.get("reasons")
+            text = reasons.value if reasons is not None else ""
+            return event.step_key, [line.removeprefix("- ") for line in text.splitlines() if line]
+    return None

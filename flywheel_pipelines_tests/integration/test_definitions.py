@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import dagster as dg
+
 from flywheel_pipelines.definitions import build_definitions
 from flywheel_pipelines.settings import load_settings
 from flywheel_pipelines_tests.conftest import REPO_ROOT
@@ -21,7 +23,14 @@ EXPECTED_GRAPH = {
         "instruction_dataset": {"curated_assets", "feedback_examples", "base_model"},
         "base_model": set(),
         "lora_adapter": {"instruction_dataset", "base_model"},
-        "eval_scores": {"lora_adapter", "base_model", "instruction_dataset"},
+        "eval_scores": {
+            "lora_adapter",
+            "base_model",
+            "instruction_dataset",
+            "curated_assets",
+            "code_units",
+            "crawled_code",
+        },
         "champion_adapter": {"eval_scores", "lora_adapter"},
     },
     "deliver": {"feedback_events": set(), "feedback_examples": {"feedback_events"}},
@@ -49,7 +58,10 @@ def test_jobs_sensor_and_schedule_are_wired_from_the_config():
         "lora_adapter",
         "eval_scores",
         "champion_adapter",
+        "eval_scores_promotion_gate",
     }
+    gate = defs.resolve_asset_graph().get_check_spec(dg.AssetCheckKey(dg.AssetKey("eval_scores"), "promotion_gate"))
+    assert gate.blocking
     schedule = defs.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == settings.feedback.nightly_cron and schedule.job_name == "discover"
     assert defs.resolve_sensor_def("feedback_sensor").job_name == "retrain"

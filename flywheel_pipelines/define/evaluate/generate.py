@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,57 @@ class StopAfterCodeBlock:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Sampled answers: `n` per question at this temperature; the seed is the same for every model compared."""
+
+    n: int
+    temperature: float
+    top_p: float
+    seed: int
+
+
+def _generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    sampling: Sampling | None = None,
+    stop_after_code_block: bool = True,
+) -> list[list[str]]:
+    from transformers import StoppingCriteriaList
+
+    per_prompt = sampling.n if sampling else 1
+    answers: list[list[str]] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        width = enc["input_ids"].shape[1]
+        options: dict[str, Any] = {"do_sample": False}
+        if sampling:
+            torch.manual_seed(sampling.seed + start)  # the same draws for every model, batch by batch
+            options = {
+                "do_sample": True,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "num_return_sequences": sampling.n,
+            }
+        stops = [StopAfterCodeBlock(tokenizer, width)] if stop_after_code_block else []
+        with torch.inference_mode():
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList(stops),
+                **options,
+            )
+        texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        answers.extend(texts[i : i + per_prompt] for i in range(0, len(texts), per_prompt))
+    return answers
+
+
 def generate_answers(
     model: Any,
     tokenizer: Any,
@@ -57,21 +109,37 @@ def generate_answers(
     batch_size: int,
 ) -> list[str]:
     """Greedy answers to (instruction, input) pairs, in order."""
-    from transformers import StoppingCriteriaList
-
-    answers: list[str] = []
     prompts = [prompt_text(tokenizer, instruction, input_text) for instruction, input_text in questions]
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
-        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        width = enc["input_ids"].shape[1]
-        with torch.inference_mode():
-            out = model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([StopAfterCodeBlock(tokenizer, width)]),
-            )
-        answers.extend(tokenizer.batch_decode(out[:, width:], skip_special_tokens=True))
-    return answers
+    return [a[0] for a in _generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)]
+
+
+def sample_answers(
+    model: Any,
+    tokenizer: Any,
+    questions: list[tuple[str, str]],
+    sampling: Sampling,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[list[str]]:
+    """`sampling.n` sampled answers per (instruction, input) pair, in order."""
+    prompts = [prompt_text(tokenizer, instruction, input_text) for instruction, input_text in questions]
+    # num_return_sequences multiplies the rows of a batch: keep the rows per forward pass near batch_size.
+    rows = max(1, batch_size // sampling.n)
+    return _generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=rows, sampling=sampling)
+
+
+def continue_answers(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[tuple[str, str, str]],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+) -> list[str]:
+    """Greedy continuations of (instruction, input, start of the answer): what the model says next."""
+    texts = [prompt_text(tokenizer, instruction, input_text) + prefix for instruction, input_text, prefix in prompts]
+    out = _generate(
+        model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_after_code_block=False
+    )
+    return [a[0] for a in out]

@@ -153,16 +153,27 @@ def _endpoint_of(operation: dict) -> dict:
     }
 
 
+def api_design_findings(text: str) -> tuple[bool, list]:
+    """(whether the API design table parses, the REST-lint findings of its operations)."""
+    if api_table.validate(text):
+        return False, []
+    try:
+        design = api_table.parse(text)
+    except DslSyntaxError:
+        return False, []
+    return True, lint_endpoints([_endpoint_of(op) for op in design["operations"]])
+
+
 def api_design(output: str, context: dict) -> list[str]:
     """An API design table that parses and has no error-level REST findings (`POST /createPost` is refused)."""
     text = extract_code(output) if output.lstrip().startswith("```") else output
     if errors := [str(e) for e in api_table.validate(text)]:
         return errors
     try:
-        design = api_table.parse(text)
+        api_table.parse(text)
     except DslSyntaxError as error:
         return [str(e) for e in error.errors]
-    findings = lint_endpoints([_endpoint_of(op) for op in design["operations"]])
+    _, findings = api_design_findings(text)
     return [f"{f.endpoint}: {f.rule}: {f.message}" for f in findings if f.severity == "error"]
 
 
