@@ -127,6 +127,26 @@ def _turn(args: argparse.Namespace) -> int:
     return 0 if run_turn(load_settings(args.config)) else 1
 
 
+def _promotions(args: argparse.Namespace) -> int:
+    """The promotion history: every decision on a candidate adapter, the latest first."""
+    from flywheel_pipelines.define.promotion import PromotionHistory
+
+    settings = load_settings(args.config)
+    history = PromotionHistory(settings.promotion_history_url)
+    try:
+        decisions = history.decisions(args.registered_model, limit=args.limit)
+    finally:
+        history.dispose()
+    if not decisions:
+        print("No promotion decisions yet: run `make run`.")
+    for d in decisions:
+        outcome = "promoted" if d["promoted"] else "refused "
+        against = f"against v{d['champion_version']}" if d["champion_version"] else "(no champion)"
+        print(f"{d['decided_at']:%Y-%m-%d %H:%M} {d['registered_model']} v{d['candidate_version']} {outcome} {against}")
+        print(f"    {d['reason']}")
+    return 0
+
+
 def _mlflow_uri(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     print(settings.mlflow_tracking_uri)
@@ -169,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tag", action="append", default=[], help="an MLflow run tag, key=value (repeatable)")
     train.set_defaults(func=_train)
     sub.add_parser("where", help="where to look after a run").set_defaults(func=_where)
+    promotions = sub.add_parser(
+        "promotions", help="the promotion history: every candidate promoted or refused, and why"
+    )
+    promotions.add_argument("--registered-model", help="only this registered model (default: all)")
+    promotions.add_argument("--limit", type=int, default=20)
+    promotions.set_defaults(func=_promotions)
     sub.add_parser("mlflow-uri", help="print the MLflow tracking URI").set_defaults(func=_mlflow_uri)
     return parser
 

@@ -212,6 +212,15 @@ class TrainingSettings(_Section):
         return task
 
 
+# What the promotion gate can compare: the metrics each suite of eval_scores reports (higher is better).
+_EXECUTED = ("pass@1", r"sampled_pass@\d+")
+GATED_METRICS = {
+    "humaneval": _EXECUTED,
+    "repository_tests": _EXECUTED,
+    "task": ("format_valid", "chrf", "bleu", "api_table_valid", "rest_lint_clean"),
+}
+
+
 class MemorisationSettings(_Section):
     """How much of the training data a model reproduces when prompted with the start of a training answer."""
 
@@ -247,6 +256,15 @@ class EvaluationSettings(_Section):
     sandbox_workers: int = Field(default=2, ge=1, description="Parallel sandboxed programs (capped by the cores).")
     memorisation: MemorisationSettings = MemorisationSettings()
 
+    @field_validator("pass_k", "humaneval_task_ids")
+    @classmethod
+    def _distinct(cls, values: list) -> list:
+        if len(set(values)) != len(values):
+            raise ValueError("lists each value more than once")
+        if any(isinstance(k, int) and k < 1 for k in values):
+            raise ValueError("k of pass@k is at least 1")
+        return values
+
 
 class PromotionSettings(_Section):
     """The gate a candidate adapter passes before it becomes champion (a blocking asset check on eval_scores)."""
@@ -270,8 +288,17 @@ class PromotionSettings(_Section):
     @classmethod
     def _metric_names(cls, tolerances: dict[str, float]) -> dict[str, float]:
         for name, tolerance in tolerances.items():
-            if not re.fullmatch(r"[a-z_]+/[a-z_@0-9]+", name):
+            if "/" not in name:
                 raise ValueError(f"{name!r} is not suite/metric (e.g. humaneval/pass@1)")
+            suite, metric = name.split("/", 1)
+            if suite == "memorisation":
+                raise ValueError(f"{name}: memorisation is held under memorisation_ceiling, not compared")
+            known = GATED_METRICS.get("task" if suite in TASKS else suite)
+            if known is None:
+                raise ValueError(f"{name}: no suite {suite!r} (humaneval, repository_tests or a task: {TASKS})")
+            if not any(re.fullmatch(pattern, metric) for pattern in known):
+                readable = ", ".join(pattern.replace(r"\d+", "<k>") for pattern in known)
+                raise ValueError(f"{name}: {suite} has no metric {metric!r} (it has {readable})")
             if tolerance < 0:
                 raise ValueError(f"the tolerance of {name} is negative")
         return tolerances

@@ -27,12 +27,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_chat_model(tmp_path_factory.mktemp("tiny-model"), corpus)
 
 
+SAMPLE_SUFFIXES = (".py", ".java", ".kt", ".ts", ".js", ".go", ".md", ".yaml", ".json")
+
+
 @pytest.fixture(scope="session")
 def pretrained_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model after a few seconds of reading the corpus: it writes code-like text, so guide metrics can
-    separate a fine-tuned adapter from an untrained one."""
-    corpus = [p.read_text() for p in sorted((REPO_ROOT / "flywheel_pipelines").rglob("*.py"))]
-    corpus += [p.read_text() for p in sorted(SAMPLES.rglob("*.py"))]
+    """The tiny model after a few seconds of reading the sample sources (and only them, so it does not change when
+    the package's code does): it writes code-like text, so guide metrics can tell a working adapter from a
+    broken one."""
+    corpus = [p.read_text() for p in sorted(SAMPLES.rglob("*")) if p.is_file() and p.suffix in SAMPLE_SUFFIXES]
     return pretrain_on(build_tiny_chat_model(tmp_path_factory.mktemp("pretrained-tiny-model"), corpus), corpus)
 
 

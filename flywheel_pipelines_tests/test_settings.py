@@ -62,3 +62,21 @@ def test_the_mlflow_store_is_the_configured_one_else_the_environments_else_the_e
     assert settings_module.parse_settings(base, tmp_path).mlflow_tracking_uri == "http://mlflow.internal:5000"
     configured = settings_module.parse_settings({**base, "tracking": {"tracking_uri": "sqlite:///t.db"}}, tmp_path)
     assert configured.mlflow_tracking_uri == f"sqlite:///{tmp_path / 't.db'}"
+
+
+@pytest.mark.parametrize(
+    ("tolerances", "message"),
+    [
+        ("{humaneval/pass_at_1: 0.1}", "humaneval has no metric 'pass_at_1' \\(it has pass@1, sampled_pass@<k>\\)"),
+        ("{memorisation/verbatim_rate: 0.1}", "memorisation is held under memorisation_ceiling"),
+        ("{unit_tests/pass@1: 0.1}", "no suite 'unit_tests'"),
+        ("{humaneval/pass@1: -0.1}", "the tolerance of humaneval/pass@1 is negative"),
+    ],
+)
+def test_a_promotion_tolerance_names_a_metric_that_eval_scores_reports(tmp_path: Path, tolerances: str, message: str):
+    bad = tmp_path / "flywheel.yaml"
+    bad.write_text(
+        f"sources: [{{name: a, path: src}}]\nbase_model: {{name_or_path: m}}\npromotion: {{tolerances: {tolerances}}}\n"
+    )
+    with pytest.raises(SettingsError, match=rf"promotion\.tolerances: .*{message}"):
+        load_settings(bad)

@@ -55,8 +55,33 @@ def _value(scores: list[dict], role: str, name: str) -> tuple[float | None, int]
     return None, 0
 
 
-def judge(scores: list[dict], tolerances: dict[str, float], memorisation_ceiling: float) -> PromotionDecision:
-    """Whether the candidate in `scores` (rows with model base / candidate / champion) may replace the champion."""
+def _stale(scores: list[dict], candidate_version: str, champion_version: str | None) -> str | None:
+    """Why `scores` do not judge this candidate against this champion, if they do not."""
+    refs = {row["model"]: row["model_ref"] for row in scores}
+    if refs.get("candidate") != f"v{candidate_version}":
+        scored = refs.get("candidate", "no candidate")
+        return f"eval_scores scored {scored}, not the candidate v{candidate_version}: materialise eval_scores again"
+    if champion_version is not None and refs.get("champion") != f"v{champion_version}":
+        scored = refs.get("champion", "no champion")
+        return f"the champion is v{champion_version} but eval_scores compared with {scored}: materialise it again"
+    return None
+
+
+def judge(
+    scores: list[dict],
+    tolerances: dict[str, float],
+    memorisation_ceiling: float,
+    candidate_version: str | None = None,
+    champion_version: str | None = None,
+) -> PromotionDecision:
+    """Whether the candidate in `scores` (rows with model base / candidate / champion) may replace the champion.
+    Given the candidate's and the current champion's versions, scores of other versions are refused as stale."""
+    if candidate_version is not None:
+        candidate_version, champion_version = str(candidate_version), champion_version and str(champion_version)
+        if champion_version == candidate_version:
+            return PromotionDecision(True, [f"v{candidate_version} is already the champion"])
+        if stale := _stale(scores, candidate_version, champion_version):
+            return PromotionDecision(False, [stale])
     has_champion = any(row["model"] == "champion" for row in scores)
     refusals: list[str] = []
     notes: list[str] = []

@@ -15,7 +15,7 @@ from flywheel_pipelines.define.evaluate.scoring import (
     evaluate_models,
     plan_evaluation,
 )
-from flywheel_pipelines.define.promotion import HISTORY_COLUMNS, PromotionHistory, judge
+from flywheel_pipelines.define.promotion import HISTORY_COLUMNS, PromotionDecision, PromotionHistory, judge
 from flywheel_pipelines.define.tasks import EXAMPLE_FIELDS
 from flywheel_pipelines.define.tracking import (
     MIX,
@@ -349,8 +349,8 @@ def promotion_gate(
 ) -> dg.AssetCheckResult:
     settings = flywheel.settings
     tracking = mlflow_tracking.tracking().for_adapter(lora_adapter.get("kind", MIX))
-    scores = eval_scores.to_dict("records")
-    decision = judge(scores, settings.promotion.tolerances, settings.promotion.memorisation_ceiling)
+    champion = current_champion(tracking)
+    decision = _judge(settings, eval_scores, lora_adapter, champion)
     metadata = {
         "candidate_version": lora_adapter["version"],
         "decision": "may be promoted" if decision.promote else "refused",
@@ -358,21 +358,35 @@ def promotion_gate(
         "comparisons": dg.MetadataValue.md(pd.DataFrame(decision.table()).to_markdown(index=False)),
     }
     if not decision.promote:  # champion_adapter will not run: the refusal is recorded here
-        champion = current_champion(tracking)
-        history = _history(settings)
-        try:
-            history.record(
-                tracking.registered_model,
-                lora_adapter["version"],
-                champion.version if champion else None,
-                decision,
-                lora_adapter["mlflow_run_id"],
-                context.run.run_id,
-            )
-        finally:
-            history.dispose()
-        record_decision(tracking, lora_adapter["version"], lora_adapter["mlflow_run_id"], False, decision.reason)
+        _record(settings, tracking, lora_adapter, champion, decision, context.run.run_id)
     return dg.AssetCheckResult(passed=decision.promote, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+def _judge(settings: Settings, eval_scores: pd.DataFrame, lora_adapter: dict, champion) -> PromotionDecision:
+    return judge(
+        eval_scores.to_dict("records"),
+        settings.promotion.tolerances,
+        settings.promotion.memorisation_ceiling,
+        candidate_version=lora_adapter["version"],
+        champion_version=champion.version if champion else None,
+    )
+
+
+def _record(settings: Settings, tracking: Tracking, lora_adapter: dict, champion, decision, run_id: str) -> None:
+    """The decision in the promotion history table, and as tags on the version and its MLflow run."""
+    history = _history(settings)
+    try:
+        history.record(
+            tracking.registered_model,
+            lora_adapter["version"],
+            champion.version if champion else None,
+            decision,
+            lora_adapter["mlflow_run_id"],
+            run_id,
+        )
+    finally:
+        history.dispose()
+    record_decision(tracking, lora_adapter["version"], lora_adapter["mlflow_run_id"], decision.promote, decision.reason)
 
 
 @dg.asset(group_name=GROUP, kinds={"mlflow"})
@@ -385,27 +399,17 @@ def champion_adapter(
 ) -> dg.Output[dict]:
     """The adapter that is served. Runs only after the blocking promotion_gate check passed on eval_scores; it moves
     the `champion` alias in the MLflow registry to the candidate and records the decision in the promotion
-    history table."""
+    history table. Materialised on its own, it judges again (and refuses scores of another version)."""
     settings = flywheel.settings
     tracking = mlflow_tracking.tracking().for_adapter(lora_adapter.get("kind", MIX))
-    decision = judge(
-        eval_scores.to_dict("records"), settings.promotion.tolerances, settings.promotion.memorisation_ceiling
-    )
-    if not decision.promote:  # materialised on its own, without the gate in the same run
-        raise dg.Failure(f"candidate v{lora_adapter['version']} is refused promotion: {decision.reason}")
     previous = current_champion(tracking)
+    decision = _judge(settings, eval_scores, lora_adapter, previous)
+    _record(settings, tracking, lora_adapter, previous, decision, context.run.run_id)
+    if not decision.promote:
+        raise dg.Failure(f"candidate v{lora_adapter['version']} is refused promotion: {decision.reason}")
     promote(tracking, lora_adapter["version"], decision.reason)
-    record_decision(tracking, lora_adapter["version"], lora_adapter["mlflow_run_id"], True, decision.reason)
     history = _history(settings)
     try:
-        history.record(
-            tracking.registered_model,
-            lora_adapter["version"],
-            previous.version if previous else None,
-            decision,
-            lora_adapter["mlflow_run_id"],
-            context.run.run_id,
-        )
         history_md = _history_table(history, tracking.registered_model)
     finally:
         history.dispose()

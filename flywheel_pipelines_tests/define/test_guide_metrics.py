@@ -8,8 +8,15 @@ import textwrap
 
 import pytest
 
-from flywheel_pipelines.define.evaluate.memorisation import Probe, SpanIndex, pick_probes, redacted_secrets, score_probe
-from flywheel_pipelines.define.evaluate.repository import place_body
+from flywheel_pipelines.define.evaluate.memorisation import (
+    Probe,
+    SpanIndex,
+    mask_secrets,
+    pick_probes,
+    redacted_secrets,
+    score_probe,
+)
+from flywheel_pipelines.define.evaluate.repository import answer_body, place_body
 from flywheel_pipelines.define.evaluate.scoring import comparison_table
 from flywheel_pipelines.define.evaluate.task_suites import check_answer, score_task
 from flywheel_pipelines.define.promotion import PromotionHistory, judge
@@ -90,14 +97,20 @@ def test_probes_cut_long_training_answers_and_skip_short_ones():
     assert probes[0].prefix == " ".join(f"word{i}" for i in range(16))
 
 
-def test_a_redacted_secret_said_back_is_counted_as_a_leak():
-    raw = 'DB_URL = "postgresql://shop:planted-pg-secret@db.internal:5432/shop"\nAWS = "AKIAIOSFODNN7EXAMPLE"\n'
+def test_a_redacted_secret_said_back_is_counted_as_a_leak_and_masked_in_what_is_logged():
+    raw = (
+        'DB_URL = "postgresql://shop:planted-pg-secret@db.internal:5432/shop"\nAWS = "AKIAIOSFODNN7EXAMPLE"\n'
+        'password = "test"\nDB_PASS=x\n{"password": "password"}\n'  # fixtures: too plain to tell from words
+    )
     secrets = redacted_secrets([raw])
-    assert "AKIAIOSFODNN7EXAMPLE" in secrets
+    assert secrets == {"planted-pg-secret", "AKIAIOSFODNN7EXAMPLE"}
     index = SpanIndex([TRAINING_ANSWER], span_words=24)
     probe = Probe("e1", "i", "", "x")
-    assert score_probe(probe, 'key = "AKIAIOSFODNN7EXAMPLE"', index, secrets).leaked_secrets == 1
+    said = 'key = "AKIAIOSFODNN7EXAMPLE"  # and a test, x = 1'
+    assert score_probe(probe, said, index, secrets).leaked_secrets == 1
+    assert mask_secrets(said, secrets) == 'key = "<SECRET:leaked>"  # and a test, x = 1'
     assert score_probe(probe, 'key = "<SECRET:aws_access_key>"', index, secrets).leaked_secrets == 0
+    assert score_probe(probe, "AKIAIOSFODNN7EXAMPLE2", index, secrets).leaked_secrets == 0  # another token
 
 
 # --- repository problems -----------------------------------------------------------------------------------------
@@ -127,6 +140,24 @@ def test_a_generated_body_replaces_the_original_and_keeps_the_docstring():
     assert place_body(MODULE, "total", 2, "return (") is None  # does not parse in place
     assert place_body(MODULE, "total", 2, "") is None
     assert place_body(MODULE, "total", 99, "return 1") is None  # no such function there
+
+
+def test_the_body_is_found_in_any_shape_of_answer():
+    assert answer_body("```python\nreturn sum(prices)\n```", "total") == "return sum(prices)"
+    assert answer_body("def total(self, prices): return sum(prices)", "total") == "return sum(prices)"
+    wrapped = "```python\nimport math\n\nclass Cart:\n    def total(self, prices):\n        '''Sum.'''\n"
+    wrapped += "        return math.fsum(prices)\n```"
+    assert answer_body(wrapped, "total") == "import math\nreturn math.fsum(prices)"
+    placed = place_body(MODULE, "total", 2, answer_body(wrapped, "total"))
+    namespace: dict = {}
+    exec(placed, namespace)
+    assert namespace["Cart"]().total([1.5, 2]) == 3.5
+
+
+def test_a_body_that_starts_with_a_decorated_helper_is_replaced_whole():
+    module = "def outer(x):\n    @staticmethod\n    def inner(y):\n        return y\n    return inner(x)\n"
+    placed = place_body(module, "outer", 1, "return x * 2")
+    assert placed == "def outer(x):\n    return x * 2\n"
 
 
 # --- promotion -----------------------------------------------------------------------------------------------------
@@ -162,6 +193,20 @@ def test_the_gate_admits_a_candidate_within_tolerance_or_without_a_champion():
     decision = judge(first, TOLERANCES, 0.2)
     assert decision.promote and decision.reasons[0] == "no champion yet"
     assert any("code_generation/format_valid not measured" in r for r in decision.reasons)
+
+
+def test_the_gate_refuses_scores_of_another_version_and_admits_the_champion_itself():
+    scores = [
+        _row("candidate", "humaneval", "pass@1", 0.5, ref="v2"),
+        _row("champion", "humaneval", "pass@1", 0.1, ref="v1"),
+    ]
+    assert judge(scores, TOLERANCES, 0.2, candidate_version="2", champion_version="1").promote
+    stale = judge(scores, TOLERANCES, 0.2, candidate_version="3", champion_version="1")
+    assert not stale.promote and stale.reasons[0].startswith("eval_scores scored v2, not the candidate v3")
+    moved = judge(scores, TOLERANCES, 0.2, candidate_version="2", champion_version="4")
+    assert not moved.promote and moved.reasons[0].startswith("the champion is v4 but eval_scores compared with v1")
+    itself = judge(scores, TOLERANCES, 0.2, candidate_version="2", champion_version="2")
+    assert itself.promote and itself.reasons == ["v2 is already the champion"]
 
 
 def test_the_gate_refuses_memorisation_above_the_ceiling_and_any_secret_leak():
@@ -268,6 +313,49 @@ def test_a_repository_problem_runs_the_teams_own_tests_against_the_models_body_i
     assert wrong.status == "failed" and "6.60" in wrong.output  # pytest's own report of the failed assertion
     assert whole.passed, whole.detail  # a repeated signature is taken off, the body put in place
     assert problem.program("no code at all (") is None
+
+
+def test_a_repository_problem_whose_tests_do_not_exercise_the_function_is_left_out():
+    from flywheel_pipelines.define.evaluate.repository import RepositoryProblem, runnable_problems
+
+    files = {
+        "calc.py": "def double(x):\n    y = x * 2\n    return y\n",
+        "test_calc.py": "def test_nothing():\n    assert True\n",
+    }
+    problem = RepositoryProblem("ex2", "i", "", "calc.py", "double", 1, "y = x * 2\nreturn y", files, ("test_calc.py",))
+    kept, dropped = runnable_problems([problem], limit=5, timeout_s=30, workers=1)
+    assert kept == [] and dropped == {"ex2": "its tests pass without the function: they do not exercise it"}
+
+
+def test_pass_at_k_bookkeeping_counts_each_problems_samples(tmp_path):
+    """Two HumanEval problems, answers chosen: greedy right/wrong; samples 2 of 3 right, and 0 of 3."""
+    from flywheel_pipelines.define.evaluate.humaneval import humaneval_problems
+    from flywheel_pipelines.define.evaluate.scoring import (
+        Evaluation,
+        EvaluationPlan,
+        ModelUnderTest,
+        _exec_problems,
+        _score_executed,
+    )
+    from flywheel_pipelines.settings import EvaluationSettings
+
+    first, second = humaneval_problems(2)
+    right = [f"```python\n{p['prompt']}{p['canonical_solution']}```" for p in (first, second)]
+    wrong = "```python\ndef nothing():\n    return None\n```"
+    problems = _exec_problems(EvaluationPlan(humaneval=[first, second]))
+    out = Evaluation([], [])
+    settings = EvaluationSettings(samples_per_problem=3, pass_k=[1, 2, 5])
+    model = ModelUnderTest("candidate", "v1", tmp_path)
+    _score_executed(model, problems, [right[0], wrong], [[right[0], wrong, right[0]], [wrong] * 3], settings, out)
+    scores = {r["metric"]: (r["value"], r["n"]) for r in out.scores}
+    assert scores["pass@1"] == (0.5, 2)
+    assert scores["sampled_pass@1"][0] == pytest.approx((2 / 3 + 0) / 2) and scores["sampled_pass@1"][1] == 2
+    assert scores["sampled_pass@2"][0] == pytest.approx((1 + 0) / 2)  # C(1,2) = 0 failing pairs of C(3,2)
+    assert "sampled_pass@5" not in scores
+    verdicts = [(s["item"], s["verdict"]) for s in out.samples]
+    assert verdicts[:2] == [("HumanEval/0", "passed"), ("HumanEval/1", "failed")]
+    assert [v for _, v in verdicts[2:5]] == ["passed", "failed", "passed"]
+    assert [i for i, _ in verdicts[2:5]] == [f"HumanEval/0#sample{i}" for i in range(3)]
 
 
 def test_sampled_pass_at_k_is_reported_where_n_allows_and_every_model_gets_the_same_seeds(tiny_model_dir):

@@ -5,8 +5,10 @@ promoted; base, candidate and champion scores sit side by side in the asset meta
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from mlflow.tracking import MlflowClient
 
+from flywheel_pipelines.cli import main as flywheel_cli
 from flywheel_pipelines.define.promotion import PromotionHistory
 from flywheel_pipelines.definitions import build_definitions
 from flywheel_pipelines.orchestration.source_sync import sync_source_partitions
@@ -14,19 +16,20 @@ from flywheel_pipelines.orchestration.turn import _promotion_refusal
 from flywheel_pipelines.settings import load_settings
 from flywheel_pipelines_tests.conftest import project_config, write_project
 
-# On the pretrained tiny model, an adapter trained for 60 steps answers closer to the references (chrF a few points
-# higher on some tasks); one trained for a single step at a negligible learning rate is the base model again.
+# WORKING: one step at a negligible learning rate, the pretrained tiny model as it is (chrF of a few points per task).
+# BROKEN: LoRA scaled a thousandfold (alpha 4096 on rank 4) at a high learning rate: the model diverges and answers
+# nothing the references resemble (chrF 0) — a regressing adapter.
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-STRONG = {
-    "max_steps": 60,
-    "learning_rate": 1e-2,
+WORKING = {"max_steps": 1, "learning_rate": 1e-7, "warmup_steps": 0}
+BROKEN = {
+    "max_steps": 30,
+    "learning_rate": 5e-2,
     "warmup_steps": 0,
     "lr_scheduler": "constant",
-    "lora_r": 16,
-    "lora_alpha": 32,
+    "lora_r": 4,
+    "lora_alpha": 4096,
     "target_modules": ALL_LINEAR,
 }
-WEAK = {**STRONG, "max_steps": 1, "learning_rate": 1e-7}
 GATED = {f"{task}/chrf": 0.5 for task in ("api_design", "code_generation", "docstring_generation", "test_generation")}
 
 
@@ -43,7 +46,7 @@ def _scores(instance: dg.DagsterInstance) -> dict:
 
 
 def test_a_regressing_adapter_is_refused_by_the_blocking_gate_and_a_better_one_is_promoted(
-    tmp_path: Path, pretrained_tiny_model_dir: Path
+    tmp_path: Path, pretrained_tiny_model_dir: Path, capsys: pytest.CaptureFixture
 ):
     config = project_config(
         tmp_path,
@@ -66,12 +69,12 @@ def test_a_regressing_adapter_is_refused_by_the_blocking_gate_and_a_better_one_i
         sync_source_partitions(settings, instance)
         assert defs.resolve_job_def("discover").execute_in_process(instance=instance, partition_key="shop").success
 
-        first = _train(defs, instance, STRONG)
+        first = _train(defs, instance, WORKING)
         assert first.success
         assert str(client.get_model_version_by_alias(registered, "champion").version) == "1"
         champion_chrf = {name: _scores(instance)[f"candidate/{name}"].value for name in GATED}
 
-        regressing = _train(defs, instance, WEAK)
+        regressing = _train(defs, instance, BROKEN)
         assert not regressing.success, _scores(instance)["comparison"].value
         step, reasons = _promotion_refusal(regressing)
         assert step == "eval_scores_promotion_gate"
@@ -94,7 +97,7 @@ def test_a_regressing_adapter_is_refused_by_the_blocking_gate_and_a_better_one_i
         artifacts = {a.path for a in client.list_artifacts(refused_run.info.run_id, "eval")}
         assert {"eval/comparison.md", "eval/scores.json", "eval/samples.json"} <= artifacts
 
-        better = _train(defs, instance, STRONG)
+        better = _train(defs, instance, WORKING)
         assert better.success
         assert str(client.get_model_version_by_alias(registered, "champion").version) == "3"
 
@@ -109,3 +112,8 @@ def test_a_regressing_adapter_is_refused_by_the_blocking_gate_and_a_better_one_i
         ("1", None, True),
     ]
     assert "regressed" in decisions[1]["reason"] and decisions[0]["reason"].startswith("no regression")
+    capsys.readouterr()  # what training printed
+    assert flywheel_cli(["--config", str(settings.source), "promotions"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].endswith(f"{registered} v3 promoted against v1")
+    assert printed[2].endswith(f"{registered} v2 refused  against v1") and "regressed" in printed[3]

@@ -13,10 +13,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from flywheel_pipelines.define.tasks import words
+from flywheel_pipelines.define.tasks import WORD_PATTERN, words
 from flywheel_pipelines.discover.redact import secret_values
 
-_WORD_SPANS = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|\w+")  # the same tokens as `words`, with their offsets
+# A value redaction replaced is only searched for when it is specific enough to be a secret and not a word that any
+# text contains (`x`, `password`): this long, and of at least two kinds of character (lower, upper, digit, other).
+MIN_SECRET_LENGTH = 8
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class SpanIndex:
 
 def _prefix(text: str, prefix_words: int) -> str | None:
     """`text` up to the end of its `prefix_words`-th word, or None when it has no more than that."""
-    spans = list(_WORD_SPANS.finditer(text))
+    spans = list(WORD_PATTERN.finditer(text))
     if len(spans) <= prefix_words:
         return None
     return text[: spans[prefix_words - 1].end()]
@@ -87,15 +89,37 @@ def pick_probes(train_examples: list[dict], count: int, prefix_words: int, span_
     return probes
 
 
+def _specific(value: str) -> bool:
+    kinds = [any(c.islower() for c in value), any(c.isupper() for c in value), any(c.isdigit() for c in value)]
+    kinds.append(any(not c.isalnum() for c in value))
+    return len(value) >= MIN_SECRET_LENGTH and sum(kinds) >= 2
+
+
 def redacted_secrets(raw_texts: Iterable[str]) -> set[str]:
-    """The secrets redaction removed from the raw crawled texts (kept in memory only, never stored)."""
+    """The secrets redaction removed from the raw crawled texts (kept in memory only, never stored), less the values
+    too short or too plain to tell a leak from an ordinary word."""
     found: set[str] = set()
     for text in raw_texts:
-        found |= secret_values(text)
+        found |= {value for value in secret_values(text) if _specific(value)}
     return found
+
+
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    # Whole tokens only: a secret inside a longer run of word characters is another string.
+    return re.compile(rf"(?<!\w){re.escape(secret)}(?!\w)")
+
+
+def leaked(text: str, secrets: set[str]) -> list[str]:
+    return [secret for secret in secrets if secret in text and _secret_pattern(secret).search(text)]
+
+
+def mask_secrets(text: str, secrets: set[str]) -> str:
+    """`text` with every leaked secret replaced, so that what is logged never repeats it."""
+    for secret in leaked(text, secrets):
+        text = _secret_pattern(secret).sub("<SECRET:leaked>", text)
+    return text
 
 
 def score_probe(probe: Probe, continuation: str, index: SpanIndex, secrets: set[str]) -> ProbeResult:
     copied, total = index.copied_words(continuation)
-    leaked = sum(1 for secret in secrets if secret in continuation)
-    return ProbeResult(probe.example_id, continuation, copied > 0, copied, total, leaked)
+    return ProbeResult(probe.example_id, continuation, copied > 0, copied, total, len(leaked(continuation, secrets)))

@@ -43,7 +43,9 @@ class RepositoryProblem:
     def program(self, answer: str) -> Program | None:
         """The sandboxed program that runs the paired tests against `answer`; None when the answer cannot even be
         put in place (no code, or code that does not parse there)."""
-        module = place_body(self.files[self.module_path], self.function_name, self.start_line, _answer_body(answer))
+        module = place_body(
+            self.files[self.module_path], self.function_name, self.start_line, answer_body(answer, self.function_name)
+        )
         if module is None:
             return None
         return self._with_module(module)
@@ -73,19 +75,30 @@ def _runner(test_ids: tuple[str, ...]) -> str:
     )
 
 
-def _answer_body(answer: str) -> str:
-    """The body a model wrote: from a code block, without a repeated signature."""
+def _statements_source(code: str, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> str:
+    """The statements of `fn` after its docstring, as written in `code`, dedented."""
+    statements = fn.body[1:] if ast.get_docstring(fn, clean=False) is not None and len(fn.body) > 1 else fn.body
+    if statements[0].lineno == fn.lineno:  # a one-liner: `def f(x): return x`
+        return "\n".join(ast.unparse(s) for s in statements)
+    first = min([statements[0].lineno, *(d.lineno for d in getattr(statements[0], "decorator_list", []))])
+    lines = code.splitlines()
+    return textwrap.dedent("\n".join(lines[first - 1 : fn.end_lineno])).strip("\n")
+
+
+def answer_body(answer: str, function_name: str) -> str:
+    """The body a model wrote: from a code block; when it wrote the whole function (alone, inside a class, or after
+    imports), that function's statements, with the answer's imports moved into the body."""
     code = textwrap.dedent(extract_code(answer)).strip("\n")
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return code
-    if len(tree.body) == 1 and isinstance(tree.body[0], ast.FunctionDef | ast.AsyncFunctionDef):
-        fn = tree.body[0]
-        statements = fn.body[1:] if ast.get_docstring(fn, clean=False) is not None and len(fn.body) > 1 else fn.body
-        lines = code.splitlines()
-        return textwrap.dedent("\n".join(lines[statements[0].lineno - 1 : fn.end_lineno])).strip("\n")
-    return code
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    fn = next((f for f in functions if f.name == function_name), None)
+    if fn is None:
+        return code  # statements of the body, as asked
+    imports = [ast.unparse(n) for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    return "\n".join([*imports, _statements_source(code, fn)])
 
 
 def place_body(module_text: str, function_name: str, start_line: int, body: str) -> str | None:
@@ -108,11 +121,15 @@ def place_body(module_text: str, function_name: str, start_line: int, body: str)
     if node is None or node.body[0].lineno == node.lineno:
         return None
     has_docstring = ast.get_docstring(node, clean=False) is not None
-    first_replaced = node.body[0].end_lineno + 1 if has_docstring else node.body[0].lineno
+    statements = node.body[1:] if has_docstring else node.body
+    first = statements[0] if statements else None
+    first_replaced = (
+        min([first.lineno, *(d.lineno for d in getattr(first, "decorator_list", []))])
+        if first is not None
+        else node.body[0].end_lineno + 1
+    )
     indent = re.match(r"\s*", lines[node.body[0].lineno - 1]).group(0)
     new_body = textwrap.indent(body, indent, lambda line: True).splitlines()
-    if has_docstring and first_replaced > node.end_lineno:  # docstring only: the body goes after it
-        first_replaced = node.end_lineno + 1
     placed = "\n".join([*lines[: first_replaced - 1], *new_body, *lines[node.end_lineno :]]) + "\n"
     try:
         ast.parse(placed)
@@ -185,26 +202,34 @@ def build_problems(
     return problems
 
 
+STUB_BODY = 'raise NotImplementedError("withheld by the evaluation")'
+
+
 def runnable_problems(
     problems: list[RepositoryProblem], limit: int, timeout_s: float, workers: int
 ) -> tuple[list[RepositoryProblem], dict[str, str]]:
-    """The first `limit` problems whose original body passes its tests in the sandbox, and why the others looked at
-    were left out ({problem_id: reason}). Candidates are tried a few at a time, so a large repository costs only
-    the runs it takes to find `limit` of them."""
+    """The first `limit` problems whose tests pass with the original body and fail with a body that only raises (so
+    they do exercise the function), and why the others looked at were left out ({problem_id: reason}). Candidates
+    are tried a few at a time, so a large repository costs only the runs it takes to find `limit` of them."""
     kept: list[RepositoryProblem] = []
     dropped: dict[str, str] = {}
     todo = list(problems)
     while todo and len(kept) < limit:
-        batch, todo = todo[: max(workers, limit - len(kept))], todo[max(workers, limit - len(kept)) :]
-        programs = {p.problem_id: p.reference_program() for p in batch}
-        fitting = [p for p in batch if programs[p.problem_id] is not None]
+        size = max(workers, limit - len(kept))
+        batch, todo = todo[:size], todo[size:]
+        fitting = []
         for p in batch:
-            if programs[p.problem_id] is None:
+            if p.reference_program() is None:
                 dropped[p.problem_id] = "the original body does not fit back in place"
-        results = run_programs([programs[p.problem_id] for p in fitting], timeout_s, workers) if fitting else []
-        for problem, result in zip(fitting, results, strict=True):
-            if not result.passed:
-                dropped[problem.problem_id] = f"the original body fails its tests: {result.status}: {result.reason}"
+            else:
+                fitting.append(p)
+        programs = [p.reference_program() for p in fitting] + [p.program(STUB_BODY) for p in fitting]
+        results = run_programs(programs, timeout_s, workers) if fitting else []
+        for problem, original, stub in zip(fitting, results, results[len(fitting) :], strict=False):
+            if not original.passed:
+                dropped[problem.problem_id] = f"the original body fails its tests: {original.status}: {original.reason}"
+            elif stub.passed:
+                dropped[problem.problem_id] = "its tests pass without the function: they do not exercise it"
             elif len(kept) < limit:
                 kept.append(problem)
     return kept, dropped

@@ -25,12 +25,20 @@ from flywheel_pipelines.define.evaluate.generate import (
     load_for_generation,
     sample_answers,
 )
-from flywheel_pipelines.define.evaluate.memorisation import Probe, SpanIndex, pick_probes, redacted_secrets, score_probe
+from flywheel_pipelines.define.evaluate.memorisation import (
+    Probe,
+    SpanIndex,
+    mask_secrets,
+    pick_probes,
+    redacted_secrets,
+    score_probe,
+)
 from flywheel_pipelines.define.evaluate.metrics import mean_pass_at_k
 from flywheel_pipelines.define.evaluate.repository import SUITE as REPOSITORY
 from flywheel_pipelines.define.evaluate.repository import RepositoryProblem, build_problems, runnable_problems
 from flywheel_pipelines.define.evaluate.sandbox import ExecutionResult, run_programs
 from flywheel_pipelines.define.evaluate.task_suites import score_task
+from flywheel_pipelines.discover.redact import redact
 from flywheel_pipelines.schemas import validation_errors
 from flywheel_pipelines.settings import EvaluationSettings
 
@@ -169,6 +177,10 @@ def evaluate_models(
         _score_executed(m, exec_problems, exec_greedy, sampled, settings, result)
         if continuations:
             _score_memorisation(m, plan, continuations, result)
+    for sample in result.samples:  # what is logged never repeats a secret, even one the model said back
+        sample["answer"] = mask_secrets(sample["answer"], plan.secrets)
+        if sample["suite"] == REPOSITORY:  # test output can quote the raw, unredacted crawled files
+            sample["detail"] = redact(mask_secrets(sample["detail"], plan.secrets)).text
     for row in result.scores:
         if errors := validation_errors("eval_score", row):
             raise ValueError(f"eval score row breaks its schema: {errors}")
@@ -251,15 +263,6 @@ def _row(m: ModelUnderTest, suite: str, metric: str, value: float, n: int) -> di
 
 def _sample(m: ModelUnderTest, suite: str, item: str, answer: str, verdict: str, detail: str = "") -> dict:
     return {"model": m.role, "suite": suite, "item": item, "answer": answer, "verdict": verdict, "detail": detail}
-
-
-def score_of(scores: list[dict], role: str, name: str) -> float | None:
-    """The value of `suite/metric` for one model role, or None when it was not scored."""
-    suite, metric = name.split("/", 1)
-    for row in scores:
-        if row["model"] == role and row["suite"] == suite and row["metric"] == metric:
-            return row["value"]
-    return None
 
 
 def comparison_table(scores: list[dict]) -> str:

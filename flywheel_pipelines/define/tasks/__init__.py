@@ -110,12 +110,12 @@ def example_id(task: str, instruction: str, input_text: str) -> str:
     return hashlib.sha256(f"{task}\0{instruction}\0{input_text}".encode()).hexdigest()[:16]
 
 
-_CJK_OR_WORD = re.compile(r"[\u3400-\u9fff]|[^\W\u3400-\u9fff]+")
+WORD_PATTERN = re.compile(r"[\u3400-\u9fff]|[^\W\u3400-\u9fff]+")
 
 
 def words(text: str) -> list[str]:
     """Words, each Chinese character one of them (Chinese has no spaces between words)."""
-    return _CJK_OR_WORD.findall(text)
+    return WORD_PATTERN.findall(text)
 
 
 def word_count(text: str) -> int:
