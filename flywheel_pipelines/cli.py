@@ -147,6 +147,35 @@ def _promotions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """The champion behind an OpenAI-compatible API, and the feedback endpoint (deliver/api.py)."""
+    from flywheel_pipelines.deliver.api import MissingToken, api_token
+
+    settings = load_settings(args.config)
+    try:
+        token = api_token(settings)  # before anything loads: no token, no server
+    except MissingToken as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from flywheel_pipelines.deliver.api import create_app
+
+    try:
+        app = create_app(settings, token=token)
+    except SQLAlchemyError as err:
+        print(
+            f"error: cannot open the feedback store {settings.feedback.database_url}: {err.orig or err}",
+            file=sys.stderr,
+        )
+        return 1
+    host, port = args.host or settings.serving.host, args.port or settings.serving.port
+    # One worker: one process owns the model and is the feedback store's only writer (group commit).
+    uvicorn.run(app, host=host, port=port, workers=1, log_level=args.log_level, access_log=args.access_log)
+    return 0
+
+
 def _mlflow_uri(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     print(settings.mlflow_tracking_uri)
@@ -196,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     promotions.add_argument("--limit", type=int, default=20)
     promotions.set_defaults(func=_promotions)
     sub.add_parser("mlflow-uri", help="print the MLflow tracking URI").set_defaults(func=_mlflow_uri)
+    serve = sub.add_parser(
+        "serve",
+        help="serve the champion adapter behind an OpenAI-compatible API, with POST /v1/feedback "
+        "(the bearer token is read from the variable serving.api_token_env names)",
+    )
+    serve.add_argument("--host", help="instead of serving.host")
+    serve.add_argument("--port", type=int, help="instead of serving.port")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=_serve)
     return parser
 
 

@@ -309,9 +309,27 @@ class FeedbackSettings(_Section):
 
     database_url: str = Field(default="sqlite:///data/feedback.db", description="SQLAlchemy URL.")
     retrain_min_new_events: int = Field(default=20, ge=1, description="New events that request a retrain.")
+    retrain_max_age_minutes: int | None = Field(
+        default=24 * 60, ge=1, description="Fewer new events also retrain once the oldest has waited this long."
+    )
     sensor_interval_seconds: int = Field(default=60, ge=1, description="How often the feedback sensor looks.")
     nightly_cron: str = Field(default="0 2 * * *", description="Cron of the nightly retraining schedule.")
     timezone: str = "UTC"
+
+
+class ServingSettings(_Section):
+    """`flywheel serve`: the champion adapter behind an OpenAI-compatible API, and the feedback endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_token_env: str = Field(
+        default="FLYWHEEL_API_TOKEN", description="Environment variable that holds the bearer token clients send."
+    )
+    model_name: str = Field(default="flywheel", description="The model id clients ask for (/v1/models).")
+    reload_interval_seconds: float = Field(
+        default=30, gt=0, description="How often the registry is asked whether the champion alias moved."
+    )
+    max_new_tokens: int = Field(default=256, ge=1, description="When a request sets no max_tokens.")
 
 
 class TrackingSettings(_Section):
@@ -347,6 +365,7 @@ class Settings(_Section):
     evaluation: EvaluationSettings = EvaluationSettings()
     promotion: PromotionSettings = PromotionSettings()
     feedback: FeedbackSettings = FeedbackSettings()
+    serving: ServingSettings = ServingSettings()
     tracking: TrackingSettings = TrackingSettings()
 
     _root: Path = PrivateAttr(default_factory=Path.cwd)

@@ -96,3 +96,42 @@ def test_quarantining_imports_the_valid_lines_and_keeps_the_invalid_ones_with_re
 def test_duplicate_ids_inside_one_file_are_stored_once(store: FeedbackStore):
     report = store.import_lines([feedback_line("same"), feedback_line("same")])
     assert (report.imported, report.duplicates) == (1, 1)
+
+
+def test_posted_verdicts_become_events_of_their_completion_once_per_event_id_even_inside_one_batch(
+    store: FeedbackStore,
+):
+    from flywheel_pipelines.deliver.feedback_store import UNCATALOGUED_TASK, PostedFeedback
+
+    answer = {
+        "completion_id": "chatcmpl-1",
+        "endpoint": "chat.completions",
+        "model": "flywheel-code-lora:v2",
+        "adapter_version": "2",
+        "instruction": "Say hello",
+        "prompt": "<|im_start|>user\nSay hello<|im_end|>\n",
+        "output": "hello",
+        "latency_ms": 3.0,
+        "prompt_tokens": 5,
+        "completion_tokens": 1,
+    }
+    posts = [
+        PostedFeedback("e-1", "chatcmpl-1", "edited", edited_text="Hello!"),
+        PostedFeedback("e-1", "chatcmpl-1", "accepted"),
+        PostedFeedback("e-2", "chatcmpl-404", "rejected"),
+    ]
+    assert store.write([answer], posts) == ["stored", "duplicate", "unknown_completion"]
+    assert store.write(posts=posts[:1]) == ["duplicate"]
+    (event,) = store.events()
+    assert (event["kind"], event["task"], event["instruction"], event["input"]) == (
+        "edit",
+        UNCATALOGUED_TASK,  # asked without a task of the catalogue
+        "Say hello",
+        "",
+    )
+    assert (event["completion"], event["edited_completion"], event["model"]) == (
+        "hello",
+        "Hello!",
+        "flywheel-code-lora:v2",
+    )
+    assert store.completion("chatcmpl-1")["adapter_version"] == "2"
