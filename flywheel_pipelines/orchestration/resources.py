@@ -144,9 +144,13 @@ class FlywheelIOManager(dg.ConfigurableIOManager):
         parts = [files.read(asset, key) for key in sorted(context.asset_partition_keys)]
         frames = [p for p in parts if isinstance(p, pd.DataFrame)]
         missing = len(parts) - len(frames)
-        if missing:
+        # An input declared with metadata {"missing_partitions": "empty"} (days without feedback) reads them as none.
+        empty_ok = (context.definition_metadata or {}).get("missing_partitions") == "empty"
+        if missing and not empty_ok:
             context.log.warning(f"{asset}: {missing} source partition(s) not materialised yet; reading the others")
         if not frames:
+            if empty_ok:
+                return pd.DataFrame()
             raise FileNotFoundError(f"{asset} has no materialised source partition under {self.base_dir}")
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 

@@ -1,13 +1,16 @@
 """Sensors: sources follow flywheel.yaml; a fully discovered set of sources trains; enough feedback retrains."""
 
 import hashlib
+from datetime import UTC, datetime
 
 import dagster as dg
 
-from flywheel_pipelines.orchestration.jobs import discover, retrain, train
-from flywheel_pipelines.orchestration.partitions import sources_partitions
+from flywheel_pipelines.deliver.feedback_days import backlog
+from flywheel_pipelines.orchestration.jobs import collect_feedback, discover, retrain, train
+from flywheel_pipelines.orchestration.partitions import FEEDBACK_TIMEZONE, sources_partitions
 from flywheel_pipelines.orchestration.resources import FeedbackStoreResource, FlywheelSettings
 from flywheel_pipelines.orchestration.source_sync import forget_sources, partition_changes
+from flywheel_pipelines.run_failures import RunFailureLog
 
 DISCOVERED_ASSETS = ("code_units", "api_endpoints", "user_stories")
 _ACTIVE = [
@@ -79,28 +82,78 @@ def build_discovery_sensor(interval_seconds: int = 60) -> dg.SensorDefinition:
     return discovery_sensor
 
 
-def build_feedback_sensor(min_new_events: int, interval_seconds: int = 60) -> dg.SensorDefinition:
+def build_feedback_sensor(
+    min_new_events: int, max_age_minutes: int | None = None, interval_seconds: int = 60
+) -> dg.SensorDefinition:
+    age_rule = f", or fewer once the oldest has waited {max_age_minutes} minutes" if max_age_minutes else ""
+
     @dg.sensor(
         name="feedback_sensor",
-        job=retrain,
+        jobs=[retrain, collect_feedback],
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Requests `retrain` when at least {min_new_events} new feedback events arrived.",
+        description=f"Requests `retrain` (for the newest day with feedback; earlier days are collected first) when "
+        f"at least {min_new_events} new feedback events arrived{age_rule}.",
     )
     def feedback_sensor(context: dg.SensorEvaluationContext, feedback_store: FeedbackStoreResource):
-        # The cursor is the id of the newest event already used to trigger a run.
+        # The cursor is the id of the newest event already used to trigger a run: it is stored with the tick's run
+        # requests, so after a restart the sensor goes on from there; run keys make a replayed tick harmless.
         cursor = int(context.cursor or 0)
         store = feedback_store.store()
         try:
-            new, newest = store.new_events_since(cursor)
+            waiting = backlog(store, cursor, FEEDBACK_TIMEZONE)
         finally:
             store.dispose()
-        if new < min_new_events:
-            return dg.SkipReason(f"{new} new feedback events since event {cursor}; {min_new_events} needed")
-        context.update_cursor(str(newest))
-        return dg.RunRequest(
-            run_key=f"feedback-{cursor + 1}-{newest}",  # the same events can never trigger twice
-            tags={"flywheel/trigger": "feedback", "flywheel/feedback_events": f"{cursor + 1}..{newest}"},
+        age = waiting.age_minutes(datetime.now(UTC))
+        if waiting.count < min_new_events and not (max_age_minutes and waiting.count and age >= max_age_minutes):
+            return dg.SkipReason(
+                f"{waiting.count} new feedback events since event {cursor} (the oldest {age:.0f} min old); "
+                f"{min_new_events} needed{age_rule}"
+            )
+        key = f"feedback-{cursor + 1}-{waiting.newest_id}"
+        tags = {"flywheel/trigger": "feedback", "flywheel/feedback_events": f"{cursor + 1}..{waiting.newest_id}"}
+        *earlier, newest = waiting.days
+        return dg.SensorResult(
+            run_requests=[
+                *(
+                    dg.RunRequest(
+                        job_name="collect_feedback", partition_key=day.isoformat(), run_key=f"{key}-{day}", tags=tags
+                    )
+                    for day in earlier
+                ),
+                dg.RunRequest(job_name="retrain", partition_key=newest.isoformat(), run_key=key, tags=tags),
+            ],
+            cursor=str(waiting.newest_id),
         )
 
     return feedback_sensor
+
+
+def _error_text(error) -> str:
+    """An error and its causes, one line each: what a person reads first."""
+    lines = []
+    while error is not None:
+        lines.append(error.message.strip())
+        error = error.cause
+    return "\n".join(lines)
+
+
+def build_run_failure_sensor() -> dg.SensorDefinition:
+    @dg.run_failure_sensor(
+        name="run_failure_sensor",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Keeps every failed run (job, trigger, failed steps and why) in the run_failures table of the "
+        "flywheel's database; a candidate refused promotion shows here too.",
+    )
+    def run_failure_sensor(context: dg.RunFailureSensorContext, flywheel: FlywheelSettings):
+        run = context.dagster_run
+        failed = context.get_step_failure_events()
+        steps = [{"step": e.step_key, "error": _error_text(e.step_failure_data.error)} for e in failed]
+        log = RunFailureLog(flywheel.settings.feedback_database_url)
+        try:
+            log.record(run.run_id, run.job_name, run.tags.get("flywheel/trigger"), context.failure_event.message, steps)
+        finally:
+            log.dispose()
+        context.log.info(f"recorded the failure of run {run.run_id} ({run.job_name}): {len(steps)} failed step(s)")
+
+    return run_failure_sensor

@@ -33,7 +33,11 @@ EXPECTED_GRAPH = {
         },
         "champion_adapter": {"eval_scores", "lora_adapter"},
     },
-    "deliver": {"feedback_events": set(), "feedback_examples": {"feedback_events"}},
+    "deliver": {
+        "feedback_events": set(),
+        "feedback_examples": {"feedback_events"},
+        "preference_data": {"feedback_events"},
+    },
 }
 
 
@@ -54,6 +58,7 @@ def test_jobs_sensor_and_schedule_are_wired_from_the_config():
     assert {n.name for n in retrain.graph.node_defs} == {
         "feedback_events",
         "feedback_examples",
+        "preference_data",
         "instruction_dataset",
         "lora_adapter",
         "eval_scores",
@@ -64,7 +69,10 @@ def test_jobs_sensor_and_schedule_are_wired_from_the_config():
     assert gate.blocking
     schedule = defs.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == settings.feedback.nightly_cron and schedule.job_name == "discover"
-    assert defs.resolve_sensor_def("feedback_sensor").job_name == "retrain"
+    assert {j.name for j in defs.resolve_sensor_def("feedback_sensor").jobs} == {"retrain", "collect_feedback"}
+    assert retrain.partitions_def.get_partition_keys()[0] == "2026-01-01"
+    assert defs.resolve_schedule_def("daily_feedback").job_name == "collect_feedback"
+    assert "feedback_events" not in {n.name for n in defs.resolve_job_def("train").graph.node_defs}
     assert defs.resolve_sensor_def("discovery_sensor").job_name == "train"
     assert defs.resolve_sensor_def("sources_sensor").job_name == "discover"
     discover = defs.resolve_job_def("discover")

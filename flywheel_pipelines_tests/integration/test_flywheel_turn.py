@@ -5,6 +5,7 @@ tracking, real SQL stores, real sandbox."""
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -30,8 +31,8 @@ TRAIN_ASSETS = {
     "lora_adapter",
     "eval_scores",
     "champion_adapter",
-    "feedback_events",
     "feedback_examples",
+    "preference_data",
 }
 DISCOVER_ASSETS = {"crawled_code", "code_units", "api_endpoints", "user_stories"}
 
@@ -71,7 +72,9 @@ def import_feedback(settings: Settings, tmp_path: Path, ids: list[str]) -> None:
 
 def tick(defs: dg.Definitions, settings: Settings, instance: dg.DagsterInstance, name: str, cursor: str | None):
     sensor = defs.resolve_sensor_def(name)
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=build_resources(settings)) as context:
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=build_resources(settings), definitions=defs
+    ) as context:
         return sensor.evaluate_tick(context)
 
 
@@ -232,9 +235,12 @@ def test_a_full_turn_over_two_sources_then_feedback_retrains_a_new_adapter_versi
         import_feedback(settings, tmp_path, ["a3"])
         second = tick(defs, settings, instance, "feedback_sensor", None)
         (retrain_request,) = second.run_requests
-        assert retrain_request.run_key == "feedback-1-3"
+        assert retrain_request.run_key == "feedback-1-3" and retrain_request.job_name == "retrain"
+        assert retrain_request.partition_key == datetime.now(UTC).date().isoformat()  # today's feedback
         assert tick(defs, settings, instance, "feedback_sensor", second.cursor).run_requests == []
-        retrain = defs.resolve_job_def("retrain").execute_in_process(instance=instance, tags=retrain_request.tags)
+        retrain = defs.resolve_job_def("retrain").execute_in_process(
+            instance=instance, tags=retrain_request.tags, partition_key=retrain_request.partition_key
+        )
         assert retrain.success
         assert stored(settings, "instruction_dataset")["origin"].str.startswith("feedback:").sum() == 3
         assert len(teacher_server.requests) == teacher_requests  # the rebuilt dataset's teacher answers were cached
