@@ -67,7 +67,7 @@ def kto_examples(events: Iterable[dict]) -> list[dict]:
             kept = e["edited_completion"]
             judged = [(kept, True)] if kept == e["completion"] else [(kept, True), (e["completion"], False)]
         for answer, label in judged or []:
-            if not answer.strip():
+            if label and not answer.strip():  # nothing to learn to say; an empty answer rejected still teaches
                 continue
             task, instruction, input_text = _prompt_key(e)
             rows[(task, instruction, input_text, answer)] = {
@@ -93,7 +93,7 @@ def dpo_pairs(events: Iterable[dict]) -> list[dict]:
     pairs: dict[tuple, dict] = {}
 
     def add(e: dict, chosen: str, rejected: str, origins: list[str]) -> None:
-        if chosen.strip() and rejected.strip() and chosen != rejected:
+        if chosen.strip() and chosen != rejected:  # an empty rejected answer is a preference too
             task, instruction, input_text = _prompt_key(e)
             pairs[(task, instruction, input_text, chosen, rejected)] = {
                 "prompt": _prompt(e),

@@ -138,3 +138,14 @@ def test_the_newest_edit_of_a_prompt_is_the_one_that_trains():
     older, newer = _event(1, "edit", "a", edited="return 1"), _event(2, "edit", "b", edited="return 2")
     examples = examples_from_feedback([newer, older])  # in any order
     assert [e["output"] for e in examples] == ["return 1", "return 2"]  # in arrival order: the later one wins
+
+
+def test_a_blank_answer_can_be_rejected_but_is_never_a_desirable_one():
+    events = [_event(1, "edit", "  \n", edited="return x"), _event(2, "accept", "\n", instruction="Other")]
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in dpo_pairs(events)] == [
+        ("return x", "  \n")
+    ]
+    assert {(r["completion"][0]["content"], r["label"]) for r in kto_examples(events)} == {
+        ("return x", True),
+        ("  \n", False),
+    }
