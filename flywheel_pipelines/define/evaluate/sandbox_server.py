@@ -1,33 +1,44 @@
 """The sandbox's fork server: one per worker slot, started by `sandbox.py` as
-`python -I -S -B sandbox_server.py CONFIG` and written against the standard library only.
+`python -s -S -P -B sandbox_server.py CONFIG` in a scrubbed environment, and written against the standard library
+only.
 
 It sets the slot's isolation up once — its own PID, network, IPC and mount namespaces, a read-only view of the
 file system with a private /tmp — and then forks a child per program. The child drops to the slot's unprivileged
-uid, applies the resource limits, installs an audit hook and runs the program with exec(); when it ends, whatever
-it left running is killed. Forking a warm interpreter instead of starting one per program is what makes it fast.
+uid, applies the resource limits, installs an audit hook and runs the program with exec() in a thread of its own,
+while its first thread waits to report; when it ends, whatever it left running is killed. Forking a warm
+interpreter instead of starting one per program is what makes it fast.
 
 Protocol on stdin/stdout: a 4-byte big-endian length, then a JSON object. The server first writes
 `{"layers": [...]}` (or `{"error": "..."}`); then it answers each request `{"code", "files", "import_paths",
 "limits"}` with `{"status", "reason", "output", "duration_s"}`. It exits when stdin closes.
+
+The program shares its process with the code that reports on it, so the report is built to be out of its reach:
+"passed" needs a secret that only the reporting thread holds and writes only once the program did pass, and no
+code of the program ever runs on that thread (see `_run_code`).
 """
 
 from __future__ import annotations
 
+import _thread
+import collections
 import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import gc
+import itertools
 import json
 import math
+import operator
 import os
-import pathlib
 import resource
 import select
 import shutil
 import signal
 import stat
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,7 +70,8 @@ OUTPUT_TAIL_BYTES = 4000
 STATUS_CAP_BYTES = 1 << 16
 MEMORY_CHECK_S = 0.1
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
-MAX_REPORTED_REFUSALS = 20
+REFUSED_EXIT = 3  # the reporting thread's exit code for "went on after a refusal whose report did not arrive"
+STATUS_LINE_MAX = 1000  # characters of a reason; a status line stays under PIPE_BUF, so one write() is atomic
 
 # ---------------------------------------------------------------- Linux system calls not in the os module
 
@@ -77,6 +89,7 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -172,6 +185,8 @@ class Slot:
         self.max_processes_extra = 0
         if self.uid is None and not self.userns:  # RLIMIT_NPROC counts every process of our uid
             self.max_processes_extra = sum(1 for _ in _processes_of(os.getuid())) + 8
+        # A child Python runs without the audit hook: it is allowed only where every OS layer contains it.
+        self.exec_ok = self.netns and self.read_only and self.pidns and (self.uid is not None or self.userns)
         self._describe(config)
 
     def _enter_namespaces(self, real_root: bool) -> None:
@@ -257,35 +272,58 @@ class Slot:
             if self.netns
             else f"off ({self.ns_error}); sockets are refused by the audit hook only",
         )
+        tmp = f"a private {config['tmp_bytes'] >> 20} MiB tmpfs on /tmp holds the working directories"
         if self.read_only:
-            layer(
-                "filesystem",
-                True,
-                f"own mount namespace: every mount read-only and nosuid; a private {config['tmp_bytes'] >> 20} MiB "
-                "tmpfs on /tmp holds the working directories",
-            )
+            layer("filesystem", True, f"own mount namespace: every mount read-only and nosuid; {tmp}")
+        elif self.mountns:
+            layer("filesystem", False, f"off: own mount namespace but the mounts stay writable; {tmp}")
         else:
             layer("filesystem", False, "off: the real file system is writable where file permissions allow")
         if self.uid is not None:
-            hidden = ", ".join(sorted(self.overmounted)) or "none"
-            layer(
-                "user",
-                True,
-                f"runs as uid/gid {self.uid}: no groups, no capabilities, no new privileges (directories hidden "
-                f"but for the Python installation: {hidden})",
-            )
+            if self.mountns:
+                hidden = ", ".join(sorted(self.overmounted)) or "none"
+                reads = f"directories hidden but for the Python installation: {hidden}"
+            else:
+                reads = "no mount namespace: it reads only what that uid may read, the Python installation included"
+            layer("user", True, f"runs as uid/gid {self.uid}: no groups, no capabilities, no new privileges ({reads})")
         elif self.userns:
             layer("user", True, "own user namespace mapped to the caller's uid; no capabilities, no new privileges")
         else:
             layer("user", False, "off: runs as the caller's uid (no privilege to switch)")
         seen = "seen or signalled (own /proc)" if self.own_proc else "signalled"
+        if self.pidns:
+            processes = (
+                f"own PID namespace: no process outside can be {seen}; after each program everything in it but the "
+                "server is killed at once"
+            )
+        elif self.uid is not None:
+            processes = "off: after each program everything running as the slot's uid is killed at once"
+        else:
+            processes = "off: the process tree is swept after each program instead"
+        layer("processes", self.pidns, processes)
+        if self.exec_ok:
+            executables = (
+                "only this Python may be started, as a child that the hook does not see but every OS layer above "
+                "contains"
+            )
+        else:
+            missing = [
+                name
+                for name, on in (
+                    ("network namespace", self.netns),
+                    ("read-only mounts", self.read_only),
+                    ("PID namespace", self.pidns),
+                    ("own uid or user namespace", self.uid is not None or self.userns),
+                )
+                if not on
+            ]
+            executables = f"no program may be started, not even this Python (missing: {', '.join(missing)})"
         layer(
-            "processes",
-            self.pidns,
-            f"own PID namespace: no process outside can be {seen}; after each program everything in it but the "
-            "server is killed at once"
-            if self.pidns
-            else "off: the process tree is swept after each program instead",
+            "audit hook",
+            True,
+            "refuses writes outside the working directory, directories opened outside it, reading process memory, "
+            "sockets, signals to other processes, ctypes, subinterpreters, tracing, and inspecting other threads "
+            f"or the garbage collector; {executables}; any refusal fails the program",
         )
 
 
@@ -295,12 +333,27 @@ class Slot:
 def run(slot: Slot, request: dict) -> dict:
     limits = request["limits"]
     started = time.monotonic()
-    workdir = tempfile.mkdtemp(prefix="run-", dir=slot.base)
-    if slot.uid is not None:
-        os.chown(workdir, slot.uid, slot.uid)
-    for path in request.get("import_paths", ()):
-        slot.expose(path)
-    token = os.urandom(8).hex()
+    workdir = None
+    try:
+        workdir = tempfile.mkdtemp(prefix="run-", dir=slot.base)
+        if slot.uid is not None:
+            os.chown(workdir, slot.uid, slot.uid)
+        for path in request.get("import_paths", ()):
+            slot.expose(path)
+        token = os.urandom(16).hex()
+        watched = _run_child(slot, request, workdir, token, started)
+    finally:
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if slot.mountns:
+            _empty("/dev/shm")
+    result = _verdict(watched, limits)
+    result["output"] = bytes(watched["tail"]).decode("utf-8", "replace")
+    result["duration_s"] = round(time.monotonic() - started, 4)
+    return result
+
+
+def _run_child(slot: Slot, request: dict, workdir: str, token: str, started: float) -> dict:
     out_r, out_w = os.pipe()
     st_r, st_w = os.pipe()
     try:
@@ -314,35 +367,37 @@ def run(slot: Slot, request: dict) -> dict:
             os._exit(70)
     os.close(out_w)
     os.close(st_w)
-    if pid < 0:
-        os.close(out_r)
-        os.close(st_r)
-        shutil.rmtree(workdir, ignore_errors=True)
-        raise OSError("could not fork the program's process")
     try:
-        watched = _watch(pid, out_r, st_r, limits, started, check_memory=slot.own_proc)
+        if pid < 0:
+            raise OSError("could not fork the program's process")
+        watched = _watch(pid, out_r, st_r, request["limits"], started, token, check_memory=slot.own_proc)
         _sweep(slot)
         _drain(out_r, watched)
     finally:
         os.close(out_r)
         os.close(st_r)
-        shutil.rmtree(workdir, ignore_errors=True)
-        if slot.mountns:
-            _empty("/dev/shm")
-    result = _verdict(watched, token, limits)
-    result["output"] = bytes(watched["tail"]).decode("utf-8", "replace")
-    result["duration_s"] = round(time.monotonic() - started, 4)
-    return result
+    return watched
 
 
-def _watch(pid: int, out_r: int, st_r: int, limits: dict, started: float, *, check_memory: bool) -> dict:
+def _watch(pid: int, out_r: int, st_r: int, limits: dict, started: float, token: str, *, check_memory: bool) -> dict:
     """Collect output until the child exits; kill it when the wall clock runs out, the output overflows, or (looked
     at every MEMORY_CHECK_S) all its processes together hold more memory than one may address."""
     pidfd = os.pidfd_open(pid)
     poller = select.poll()
     for fd in (pidfd, out_r, st_r):
         poller.register(fd, select.POLLIN)
-    watched = {"tail": bytearray(), "total": 0, "status": bytearray(), "killed": None, "open": {out_r, st_r}}
+    watched = {
+        "tail": bytearray(),
+        "total": 0,
+        "killed": None,
+        "open": {out_r, st_r},
+        "token": token,
+        "pending": bytearray(),  # a status line not yet complete
+        "refusals": 0,
+        "refusal": "",
+        "done": None,
+        "setup": None,
+    }
     deadline = started + limits["timeout_s"]
     next_check = started + MEMORY_CHECK_S if check_memory else float("inf")
     try:
@@ -405,9 +460,38 @@ def _read_into(fd: int, watched: dict, out_r: int, limits: dict) -> int | None:
         del tail[:-OUTPUT_TAIL_BYTES]
         if watched["total"] > limits["max_output_bytes"] and watched["killed"] is None:
             watched["killed"] = "output"
-    elif len(watched["status"]) < STATUS_CAP_BYTES:
-        watched["status"] += chunk
+    else:
+        _take_status(watched, chunk)
     return len(chunk)
+
+
+_FAILURES = frozenset({"failed", "early_exit", "memory", "process_limit", "refused"})
+
+
+def _take_status(watched: dict, chunk: bytes) -> None:
+    """Read the status lines as they come, keeping only what the verdict needs (so no amount of them costs memory).
+    Every line starts after a newline: a partial line the program wrote first cannot swallow ours. Anyone in the
+    program's process can write here, so a line is believed only as far as it can only hurt its writer — but for
+    "passed", which needs the secret token that the reporting thread writes only when the program passed."""
+    pending = watched["pending"]
+    pending += chunk
+    *lines, rest = pending.split(b"\n")
+    watched["pending"] = bytearray(rest[-STATUS_CAP_BYTES:])
+    for raw in lines:
+        fields = raw.decode("utf-8", "replace").split("\t")
+        kind = fields[0]
+        if kind == "refused" and len(fields) >= 2:
+            watched["refusals"] += 1
+            if watched["refusals"] == 1:
+                watched["refusal"] = fields[1]
+        elif kind == "done" and watched["done"] is None and len(fields) >= 3:
+            status, reason = fields[1], fields[2]
+            if status == "passed" and fields[3:4] == [watched["token"]]:
+                watched["done"] = ("passed", "")
+            elif status in _FAILURES:
+                watched["done"] = (status, reason)
+        elif kind == "setup" and len(fields) >= 3 and fields[1] == watched["token"]:
+            watched["setup"] = fields[2]
 
 
 def _drain(out_r: int, watched: dict) -> None:
@@ -490,25 +574,14 @@ def _empty(directory: str) -> None:
                     os.unlink(path)
 
 
-def _verdict(watched: dict, token: str, limits: dict) -> dict:
-    refusals, done, setup_error = [], None, None
-    for line in bytes(watched["status"]).decode("utf-8", "replace").splitlines():
-        mark, _, rest = line.partition(" ")
-        if mark != token:
-            continue
-        kind, _, payload = rest.partition("\t")
-        if kind == "refused":
-            refusals.append(payload)
-        elif kind == "done" and done is None:
-            done = [*payload.split("\t", 1), ""]
-        elif kind == "setup":
-            setup_error = payload
+def _verdict(watched: dict, limits: dict) -> dict:
     wait_status = watched["wait_status"]
-    if setup_error:
-        return {"status": "sandbox_error", "reason": f"could not start the program: {setup_error}"}
-    if refusals:
-        more = f" (and {len(refusals) - 1} more refusals)" if len(refusals) > 1 else ""
-        return {"status": "refused", "reason": refusals[0] + more}
+    if watched["setup"]:
+        return {"status": "sandbox_error", "reason": f"could not start the program: {watched['setup']}"}
+    if watched["refusals"]:
+        more = watched["refusals"] - 1
+        suffix = f" (and {more} more refusal{'s' if more > 1 else ''})" if more else ""
+        return {"status": "refused", "reason": watched["refusal"] + suffix}
     if watched["killed"] == "timeout":
         return {"status": "timeout", "reason": f"no exit within {limits['timeout_s']:g}s of wall-clock time"}
     if watched["killed"] == "memory":
@@ -521,14 +594,16 @@ def _verdict(watched: dict, token: str, limits: dict) -> dict:
             "status": "output_flood",
             "reason": f"more than {limits['max_output_bytes']} bytes of output; killed",
         }
-    if done is not None:
-        return {"status": done[0], "reason": done[1]}
+    if watched["done"] is not None:
+        return {"status": watched["done"][0], "reason": watched["done"][1]}
     if os.WIFSIGNALED(wait_status):
         sig = os.WTERMSIG(wait_status)
         if sig == signal.SIGXCPU or watched["cpu_s"] >= max(1, math.ceil(limits["cpu_s"])):
             return {"status": "timeout", "reason": f"used its {limits['cpu_s']:g}s of CPU time"}
         return {"status": "crashed", "reason": f"killed by {signal.Signals(sig).name}"}
     code = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else -1
+    if code == REFUSED_EXIT:
+        return {"status": "refused", "reason": "it went on after a refusal whose report did not reach the sandbox"}
     return {"status": "early_exit", "reason": f"the process exited (code {code}) before the program finished"}
 
 
@@ -545,25 +620,20 @@ def _child(slot: Slot, request: dict, workdir: str, token: str, out_w: int, st_w
         os.closerange(STATUS_FD + 1, 1 << 20)
     except BaseException:
         os._exit(71)
-
-    def report(*fields: str) -> None:
-        line = "\t".join(f.replace("\n", " ").replace("\t", " ") for f in fields)
-        with contextlib.suppress(OSError):
-            os.write(STATUS_FD, f"{token} {line}\n".encode("utf-8", "replace"))
-
     try:
         path = _prepare(slot, request, workdir, limits)
     except BaseException as e:
-        report("setup", f"{type(e).__name__}: {e}")
+        message = f"{type(e).__name__}: {e}".replace("\n", " ").replace("\t", " ")[:STATUS_LINE_MAX]
+        with contextlib.suppress(OSError):
+            os.write(STATUS_FD, f"\nsetup\t{token}\t{message}\n".encode("utf-8", "replace"))
         os._exit(70)
-    exec_ok = slot.uid is not None or (slot.userns and slot.read_only)
-    sys.addaudithook(_guard(workdir, report, exec_ok=exec_ok, netns=slot.netns))
-    _run_code(request["code"], path, report, limits)
+    _run_code(request["code"], path, workdir, token, limits, exec_ok=slot.exec_ok, netns=slot.netns)
 
 
 def _prepare(slot: Slot, request: dict, workdir: str, limits: dict) -> str:
     os.setsid()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # the server ignores it
+    # SIGINT kills, as it does a program without handlers: no Python handler may run on the reporting thread.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails with EFBIG instead of killing
     cpu = max(1, math.ceil(limits["cpu_s"]))
     nproc = limits["max_processes"] + slot.max_processes_extra + (1 if slot.userns else 0)
@@ -582,6 +652,7 @@ def _prepare(slot: Slot, request: dict, workdir: str, limits: dict) -> str:
     elif slot.userns:
         _drop_capabilities()
     _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    _prctl(PR_SET_DUMPABLE, 0)  # what it starts cannot read this process's memory nor open its descriptors
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it: dies with this server
     os.chdir(workdir)
     path = os.path.join(workdir, PROGRAM_FILE)
@@ -598,34 +669,122 @@ def _prepare(slot: Slot, request: dict, workdir: str, limits: dict) -> str:
     sys.argv = [path]
     sys.path[:] = [workdir, *_STDLIB_PATH, *request.get("import_paths", ())]
     sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__ = _PROGRAM_STREAMS
+    sys.settrace, sys.setprofile = _settrace, _setprofile
     return path
 
 
-def _run_code(code: str, path: str, report, limits: dict) -> None:
-    """exec() the program as `__main__`. Only a normal return counts as finishing: `sys.exit()` is caught here, and
-    `os._exit()` never reports "done", so neither can pass a program whose checks did not run."""
-    main_pid = os.getpid()
+def _run_code(code: str, path: str, workdir: str, token: str, limits: dict, *, exec_ok: bool, netns: bool) -> None:
+    """Run the program as `__main__` in a thread of its own, and report from this one — the only thread that can
+    prove the program passed.
+
+    The proof is the line "done passed TOKEN"; the program cannot produce it because:
+    - it never sees the token: this thread's frames are out of its reach (the hook refuses `sys._current_frames`,
+      tracing, and any frame inspection on this thread), and none of its code runs here: from the moment it starts,
+      this thread calls C functions only, reads no global name (the program can rebind those) and allocates nothing
+      the garbage collector tracks (a collection here could run the program's finalizers on this thread);
+    - this thread writes the line only when `passed` was released, which only the C chain below does, right after
+      `_program_thread` returned: the program cannot reach the lock (no frame of its thread holds it), nor make
+      that function return early (tracing, the one way to jump in a frame or rewrite its locals, is refused);
+    - and only when the hook refused nothing (`refusals` is a counter: it can only go up).
+    A refusal or a failure needs no proof: a false one only fails its writer."""
     module = types.ModuleType("__main__")
     module.__file__ = path
     sys.modules["__main__"] = module
-    streams = (sys.stdout, sys.stderr)
+    passed, finished = _thread.allocate_lock(), _thread.allocate_lock()
+    passed.acquire()
+    finished.acquire()
+    refusals = itertools.count()
+    program = functools.partial(
+        _program_thread,
+        code,
+        path,
+        module.__dict__,
+        limits,
+        finished.release,
+        os.getpid(),
+        _report_failure,
+        os.getpid,
+        os._exit,
+    )
+    chain = (map(operator.call, [program, passed.release, finished.release]), 0)
+    hook = _guard(workdir, exec_ok=exec_ok, netns=netns, main_thread=_thread.get_ident(), refusals=refusals)
+    pass_line = f"\ndone\tpassed\t\t{token}\n".encode()
+    sys.addaudithook(hook)
+    # The names below are read before the program's thread starts (inside _await_program); after that, none is.
+    _await_program(
+        _thread.start_new_thread,
+        collections.deque,
+        chain,
+        finished.acquire,
+        passed.acquire,
+        refusals.__next__,
+        os.write,
+        STATUS_FD,
+        pass_line,
+        os._exit,
+        REFUSED_EXIT,
+    )
+
+
+def _await_program(
+    start, bootstrap, chain, finished_acquire, passed_acquire, refusals_next, write, fd, pass_line, exit_, refused
+):
+    """Start the program's thread, wait for it, report "passed" when it did, and end the process. Runs on the
+    reporting thread: C functions only, no global name (see `_run_code`)."""
+    start(bootstrap, chain)  # deque(map(operator.call, [program, passed.release, finished.release]), 0)
+    finished_acquire()
+    if passed_acquire(False):
+        if refusals_next() == 0:
+            write(fd, pass_line)
+            exit_(0)
+        exit_(refused)  # the hook refused something whose report the program kept from arriving
+    exit_(1)
+
+
+def _program_thread(code, path, namespace, limits, finished_release, main_pid, report_failure, getpid, exit_):
+    """The program's thread, started by C code with nothing of ours below it. Only a normal return counts as
+    finishing, and only this function's normal return lets the chain release `passed`: on any exception (SystemExit
+    included) it reports the failure, wakes the reporting thread and ends the thread by raising SystemExit (which
+    the thread's bootstrap swallows). `os._exit()` never returns here at all. What it calls after the program ran
+    was bound before (the program may have replaced anything), and nothing that fails there keeps it from waking
+    the reporting thread."""
+    ok = False
     try:
-        exec(compile(code, path, "exec"), module.__dict__)
-        outcome = ("passed", "")
-    except SystemExit as e:
-        outcome = ("early_exit", f"the program called sys.exit({e.code!r}) before it finished")
-    except MemoryError:
-        outcome = ("memory", f"MemoryError: more than its {limits['memory_bytes'] >> 20} MiB of memory")
+        exec(compile(code, path, "exec"), namespace)
+        ok = True
     except BaseException as e:
+        try:  # noqa: SIM105 -- contextlib.suppress is Python code the program could have replaced
+            report_failure(e, limits)
+        except BaseException:
+            pass
+    finally:
+        try:
+            for stream in (*_PROGRAM_STREAMS, sys.stdout, sys.stderr):  # its own streams, too, if it set some
+                try:  # noqa: SIM105
+                    stream.flush()
+                except BaseException:
+                    pass
+        except BaseException:
+            pass
+        if getpid() != main_pid:  # a forked copy that ran off the end does not speak for the program
+            exit_(0 if ok else 1)
+        if not ok:
+            finished_release()
+            raise SystemExit  # ends this thread quietly, whatever happened above: never a normal return
+
+
+def _report_failure(e: BaseException, limits: dict) -> None:
+    if isinstance(e, SystemExit):
+        outcome = ("early_exit", f"the program called sys.exit({e.code!r}) before it finished")
+    elif isinstance(e, MemoryError):
+        outcome = ("memory", f"MemoryError: more than its {limits['memory_bytes'] >> 20} MiB of memory")
+    else:
         outcome = _failure(e, limits)
         with contextlib.suppress(BaseException):
             _print_traceback(e)
-    for stream in {*streams, sys.stdout, sys.stderr}:
-        with contextlib.suppress(BaseException):
-            stream.flush()
-    if os.getpid() == main_pid:  # a forked copy that ran off the end does not speak for the program
-        report("done", *outcome)
-    os._exit(0 if outcome[0] == "passed" else 1)
+    line = "\t".join(f.replace("\n", " ").replace("\t", " ")[:STATUS_LINE_MAX] for f in outcome)
+    with contextlib.suppress(OSError):
+        os.write(STATUS_FD, f"\ndone\t{line}\n".encode("utf-8", "replace"))
 
 
 def _print_traceback(e: BaseException) -> None:
@@ -648,6 +807,117 @@ def _failure(e: BaseException, limits: dict) -> tuple[str, str]:
     return "failed", last
 
 
+def _settrace(function, _settrace=sys.settrace):
+    """`sys.settrace` for the program: the hook lets it through only to switch tracing off (doctest does)."""
+    _settrace(function)
+
+
+def _setprofile(function, _setprofile=sys.setprofile):
+    """`sys.setprofile` for the program: the hook lets it through only to switch profiling off."""
+    _setprofile(function)
+
+
+def _fork_exec(
+    args,
+    executable_list,
+    close_fds,
+    pass_fds,
+    cwd,
+    env,
+    p2cread,
+    p2cwrite,
+    c2pread,
+    c2pwrite,
+    errread,
+    errwrite,
+    errpipe_read,
+    errpipe_write,
+    restore_signals,
+    call_setsid,
+    pgid_to_set,
+    gid,
+    extra_groups,
+    uid,
+    child_umask,
+    preexec_fn,
+    *_,
+):
+    """`_posixsubprocess.fork_exec` (which subprocess calls) written in Python, so that the exec goes through
+    `os.execv`/`os.execve` and their audit event: the C version raises none. Same arguments, same protocol on
+    `errpipe_write` ("OSError:<hex errno>:[noexec]"), same order of steps."""
+    pid = os.fork()
+    if pid:
+        return pid
+    reached_exec = False
+    try:
+        for fd in (p2cwrite, c2pread, errread, errpipe_read):
+            if fd != -1:
+                os.close(fd)
+        if c2pwrite == 0:
+            c2pwrite = os.dup(c2pwrite)
+        while errwrite in (0, 1):
+            errwrite = os.dup(errwrite)
+        for fd, target in ((p2cread, 0), (c2pwrite, 1), (errwrite, 2)):
+            if fd == target:
+                os.set_inheritable(fd, True)
+            elif fd != -1:
+                os.dup2(fd, target)
+        for fd in pass_fds:
+            if fd != errpipe_write:
+                os.set_inheritable(fd, True)
+        if cwd is not None:
+            os.chdir(cwd)
+        if child_umask >= 0:
+            os.umask(child_umask)
+        if restore_signals:
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+        if call_setsid:
+            os.setsid()
+        if pgid_to_set is not None and pgid_to_set >= 0:
+            os.setpgid(0, pgid_to_set)
+        if extra_groups is not None:
+            os.setgroups(extra_groups)
+        if gid is not None and gid != -1:
+            os.setregid(gid, gid)
+        if uid is not None and uid != -1:
+            os.setreuid(uid, uid)
+        reached_exec = True
+        if preexec_fn is not None:
+            try:
+                preexec_fn()
+            except BaseException:
+                os.write(errpipe_write, b"SubprocessError:0:Exception occurred in preexec_fn.")
+                os._exit(255)
+        if close_fds:  # but the status channel, so that a refused exec is reported (exec closes it anyway)
+            low = 3
+            for keep in sorted({*pass_fds, STATUS_FD}):
+                os.closerange(low, keep)
+                low = max(low, keep + 1)
+            os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+        environment = None if env is None else dict(entry.split(b"=", 1) for entry in env)
+        first_error = last_error = 0
+        for executable in executable_list:
+            try:
+                if environment is None:
+                    os.execv(executable, args)
+                else:
+                    os.execve(executable, args, environment)
+            except OSError as e:
+                last_error = e.errno or 0
+                if e.errno not in (errno.ENOENT, errno.ENOTDIR) and not first_error:
+                    first_error = e.errno or 0
+        os.write(errpipe_write, b"OSError:%x:" % (first_error or last_error))
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.write(errpipe_write, b"OSError:%x:%s" % (e.errno or 0, b"" if reached_exec else b"noexec"))
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            os.write(errpipe_write, b"SubprocessError:0:Exception occurred in the child")
+    finally:
+        os._exit(255)
+
+
 # ---------------------------------------------------------------- the audit hook
 
 
@@ -658,131 +928,388 @@ class SandboxRefusal(PermissionError):
 
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_PATH_EVENTS = {  # event -> positions of the paths it changes, position of its dir_fd (or None)
-    "os.remove": ((0,), 1),
-    "os.rmdir": ((0,), 1),
-    "os.mkdir": ((0,), 2),
-    "os.chmod": ((0,), 2),
-    "os.chown": ((0,), 3),
-    "os.utime": ((0,), 3),
-    "os.truncate": ((0,), None),
-    "os.chflags": ((0,), None),
-    "os.lchflags": ((0,), None),
-    "os.setxattr": ((0,), None),
-    "os.removexattr": ((0,), None),
-    "shutil.rmtree": ((0,), 1),
-    "os.rename": ((0, 1), 2),
-    "os.link": ((0, 1), 2),
-    "os.symlink": ((1,), 2),
-}
-_EXEC_EVENTS = {"os.exec": 0, "os.posix_spawn": 0, "os.spawn": 1}
-_SOCKET_ADDRESS_EVENTS = ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg")
+_DIRECTORY_FLAGS = os.O_DIRECTORY | os.O_PATH  # O_TMPFILE includes O_DIRECTORY
+_PATH_EVENTS = (  # event, positions of the paths it changes, position of its dir_fd (or None)
+    ("os.remove", (0,), 1),
+    ("os.rmdir", (0,), 1),
+    ("os.mkdir", (0,), 2),
+    ("os.chmod", (0,), 2),
+    ("os.chown", (0,), 3),
+    ("os.utime", (0,), 3),
+    ("os.truncate", (0,), None),
+    ("os.chflags", (0,), None),
+    ("os.lchflags", (0,), None),
+    ("os.setxattr", (0,), None),
+    ("os.removexattr", (0,), None),
+    ("shutil.rmtree", (0,), 1),
+    ("os.rename", (0, 1), 2),
+    ("os.link", (0, 1), 2),
+    ("os.symlink", (1,), 2),
+)
+_EXEC_EVENTS = (("os.exec", 0), ("os.posix_spawn", 0), ("os.spawn", 1))
+_SOCKET_ADDRESS_EVENTS = frozenset({"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg"})
 AF_UNIX = 1
-_INTROSPECTION = ("gc.get_objects", "gc.get_referrers", "gc.get_referents")
+_ALWAYS_REFUSED = {  # event -> why
+    "gc.get_objects": "inspecting the interpreter's objects",
+    "gc.get_referrers": "inspecting the interpreter's objects",
+    "gc.get_referents": "inspecting the interpreter's objects",
+    "sys._current_frames": "inspecting other threads",
+    "sys._current_exceptions": "inspecting other threads",
+    "sys.addaudithook": "adding an audit hook",
+    "cpython.PyInterpreterState_New": "starting a subinterpreter (it would run without this hook)",
+    "os.system": "starting a shell",
+}
+_REFUSED_IMPORTS = frozenset(  # the last part of a module's name
+    {
+        "_posixsubprocess",  # fork_exec runs programs without an audit event
+        "_xxsubinterpreters",  # interpreters without this hook
+        "_xxinterpchannels",
+        "_interpreters",
+        "_interpchannels",
+        "_interpqueues",
+        "_testcapi",  # raw C API
+        "_testinternalcapi",
+        "_testsinglephase",
+    }
+)
+_FRAME_EVENTS = frozenset({"sys._getframe", "object.__getattr__", "sys.settrace", "sys.setprofile"})
+_TRACING_EVENTS = frozenset({"sys.settrace", "sys.setprofile"})
 
 
-def _guard(workdir: str, report, *, exec_ok: bool, netns: bool):
+def _guard(workdir: str, *, exec_ok: bool, netns: bool, main_thread: int, refusals):
     """An audit hook (PEP 578) that refuses, with a readable reason, what a test program has no business doing:
-    changing files outside its working directory, opening network sockets, signalling processes other than its own
-    children, running programs other than this Python, loading C libraries through ctypes. Every refusal is also
-    reported to the server, so a program that catches the exception still fails. The hook explains; the namespaces,
-    uid and limits are what contain a program that gets around it."""
-    realpath, join, isabs, getcwd, getpid, readlink = (
-        os.path.realpath,
-        os.path.join,
-        os.path.isabs,
-        os.getcwd,
-        os.getpid,
-        os.readlink,
-    )
-    inside_prefix = workdir + "/"
-    python = realpath(sys.executable)
-    path_types = (str, bytes, pathlib.PurePosixPath, pathlib.PosixPath)
-    refused = [0]
-    watched = {"open", *_PATH_EVENTS, *_EXEC_EVENTS, "subprocess.Popen", "os.system", "socket.__new__"}
-    watched |= {*_SOCKET_ADDRESS_EVENTS, "os.kill", "os.killpg", *_INTROSPECTION}
+    changing files outside its working directory, opening directories outside it (a `dir_fd` there would escape
+    these checks), reading a process's memory, opening network sockets, signalling processes other than its own
+    children, running programs (but for this Python, with every OS layer on), loading C libraries through ctypes,
+    starting subinterpreters, tracing or profiling, inspecting other threads or the garbage collector, and anything
+    frame-related on the reporting thread (see `_run_code`). Every refusal is reported to the server and counted, so
+    a program that catches the exception still fails. The hook explains; the namespaces, uid and limits are what
+    contain a program that gets around it.
 
-    def refuse(message: str):
-        if refused[0] < MAX_REPORTED_REFUSALS:
-            refused[0] += 1
-            report("refused", message)
-        raise SandboxRefusal(errno.EPERM, f"sandbox: {message}")
+    The program can reach this hook's functions (a refusal's traceback holds their frames) and change any module,
+    so they are built to be tamper-proof: they read no global name (everything is bound as a default argument, read
+    only, and C functions only: `os.path.realpath`'s own helpers could be replaced), keep nothing mutable, copy str
+    and bytes subclasses before looking at them, and changing their code or defaults is refused."""
+    python = os.path.realpath(sys.executable)
+    encoding, encoding_errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    own_globals = globals()
+    path_event_names = frozenset(name for name, _, _ in _PATH_EVENTS)
+    exec_event_names = frozenset(name for name, _ in _EXEC_EVENTS)
 
-    def inside(path, dir_fd=None) -> bool:
-        if isinstance(path, int):
-            return True  # an already open descriptor
-        if type(path) not in path_types:
-            refuse(f"a path of type {type(path).__name__} (use str or pathlib)")
-        path = os.fsdecode(path if isinstance(path, str | bytes) else str(path))
-        if isabs(path):
-            full = path
-        elif isinstance(dir_fd, int) and dir_fd >= 0:
-            full = join(readlink(f"/proc/self/fd/{dir_fd}"), path)
-        else:
-            full = join(getcwd(), path)
-        full = realpath(full)
-        return full == workdir or full.startswith(inside_prefix) or full == "/dev/null"
+    def refuse(
+        message,
+        _count=refusals.__next__,
+        _write=os.write,
+        _fd=STATUS_FD,
+        _error=SandboxRefusal,
+        _eperm=errno.EPERM,
+        _len=len,
+        _limit=STATUS_LINE_MAX,
+        _oserror=OSError,
+    ):
+        _count()
+        if _len(message) > _limit:
+            message = message[:_limit] + "..."
+        line = "\nrefused\t" + message.replace("\n", " ").replace("\t", " ") + "\n"
+        try:  # noqa: SIM105 -- contextlib.suppress is Python code the program could replace
+            _write(_fd, line.encode("utf-8", "replace"))
+        except _oserror:
+            pass
+        raise _error(_eperm, "sandbox: " + message)
 
-    def own_child(pid: int) -> bool:
+    def text(
+        path,
+        _type=type,
+        _str=str,
+        _bytes=bytes,
+        _issubclass=issubclass,
+        _copy=str.__str__,
+        _decode=bytes.decode,
+        _encoding=encoding,
+        _errors=encoding_errors,
+    ):
+        """A path as an exact str (a subclass could answer differently each time it is asked), or None."""
+        kind = _type(path)
+        if kind is _str:
+            return path
+        if kind is _bytes or _issubclass(kind, _bytes):
+            return _decode(path, _encoding, _errors)
+        if _issubclass(kind, _str):
+            return _copy(path)
+        return None
+
+    def resolve(path, start, _lstat=os.lstat, _readlink=os.readlink, _islink=stat.S_ISLNK, _oserror=OSError):
+        """Where `path` (relative to the directory `start`) leads: symbolic links followed as the kernel would, a
+        missing part and what follows it taken as written; None for a loop."""
+        if not path.startswith("/"):
+            path = start + "/" + path
+        todo = path.split("/")
+        todo.reverse()
+        done, links = "", 0
+        while todo:
+            name = todo.pop()
+            if name == "" or name == ".":
+                continue
+            if name == "..":
+                done = done.rpartition("/")[0]
+                continue
+            candidate = done + "/" + name
+            try:
+                mode = _lstat(candidate).st_mode
+            except _oserror:
+                done = candidate
+                continue
+            if not _islink(mode):
+                done = candidate
+                continue
+            links += 1
+            if links > 40:
+                return None
+            try:
+                target = _readlink(candidate)
+            except _oserror:
+                return None
+            if target.startswith("/"):
+                done = ""
+            more = target.split("/")
+            more.reverse()
+            todo += more
+        return done or "/"
+
+    def places(
+        path,
+        dir_fd,
+        every_directory,
+        _resolve=resolve,
+        _getcwd=os.getcwd,
+        _readlink=os.readlink,
+        _listdir=os.listdir,
+        _fstat=os.fstat,
+        _isdir=stat.S_ISDIR,
+        _type=type,
+        _int=int,
+        _oserror=OSError,
+        _valueerror=ValueError,
+    ):
+        """Where `path` may lead: from `dir_fd` if given, else from the working directory — and, with
+        `every_directory` (for `os.open`, whose event does not show its dir_fd), from every directory it has open."""
+        if path.startswith("/"):
+            return [_resolve(path, "/")]
+        if _type(dir_fd) is _int and dir_fd >= 0:
+            try:
+                return [_resolve(path, _readlink(f"/proc/self/fd/{dir_fd}"))]
+            except _oserror:
+                return [None]
         try:
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WSTOPPED | os.WNOHANG | os.WNOWAIT)
-            return True
-        except (ChildProcessError, OSError):
+            found = [_resolve(path, _getcwd())]
+        except _oserror:
+            found = [None]
+        if every_directory:
+            for name in _listdir("/proc/self/fd"):
+                try:
+                    if _isdir(_fstat(_int(name)).st_mode):
+                        found.append(_resolve(path, _readlink("/proc/self/fd/" + name)))
+                except (_oserror, _valueerror):
+                    pass
+        return found
+
+    def inside(full, _workdir=workdir, _prefix=workdir + "/"):
+        return full is not None and (full == _workdir or full.startswith(_prefix) or full == "/dev/null")
+
+    def descriptor_inside(fd, _readlink=os.readlink, _inside=inside, _oserror=OSError):
+        try:
+            return _inside(_readlink(f"/proc/self/fd/{fd}"))
+        except _oserror:
             return False
 
-    def check_exec(program) -> None:
-        if isinstance(program, list | tuple):
-            program = program[0] if program else ""
-        program = os.fsdecode(program) if isinstance(program, str | bytes) else str(program)
-        found = shutil.which(program) if "/" not in program else program
-        if not exec_ok or found is None or realpath(found) != python:
-            refuse(f"running {program!r} (only this Python may be started, and only with OS isolation)")
+    def memory(full):
+        return full is not None and full.startswith("/proc/") and full.endswith("/mem")
 
-    def hook(event: str, args: tuple) -> None:
-        if event == "open":
+    def is_directory(full, _stat=os.stat, _isdir=stat.S_ISDIR, _oserror=OSError):
+        try:
+            return full is not None and _isdir(_stat(full).st_mode)
+        except _oserror:
+            return False
+
+    def own_child(
+        pid,
+        _waitid=os.waitid,
+        _p_pid=os.P_PID,
+        _flags=os.WEXITED | os.WSTOPPED | os.WNOHANG | os.WNOWAIT,
+        _oserror=OSError,
+    ):
+        try:
+            _waitid(_p_pid, pid, _flags)
+            return True
+        except _oserror:
+            return False
+
+    def hook(
+        event,
+        args,
+        _refuse=refuse,
+        _text=text,
+        _places=places,
+        _inside=inside,
+        _descriptor_inside=descriptor_inside,
+        _memory=memory,
+        _is_directory=is_directory,
+        _own_child=own_child,
+        _type=type,
+        _int=int,
+        _str=str,
+        _bytes=bytes,
+        _list=list,
+        _tuple=tuple,
+        _len=len,
+        _id=id,
+        _function=types.FunctionType,
+        _globals=own_globals,
+        _get_ident=_thread.get_ident,
+        _getframe=sys._getframe,
+        _getpid=os.getpid,
+        _main_thread=main_thread,
+        _frame_events=_FRAME_EVENTS,
+        _tracing_events=_TRACING_EVENTS,
+        _tracing_codes=(_settrace.__code__, _setprofile.__code__),
+        _always_refused=_ALWAYS_REFUSED,
+        _refused_imports=_REFUSED_IMPORTS,
+        _path_events=_PATH_EVENTS,
+        _path_event_names=path_event_names,
+        _exec_events=_EXEC_EVENTS,
+        _exec_event_names=exec_event_names,
+        _socket_address_events=_SOCKET_ADDRESS_EVENTS,
+        _write_flags=_WRITE_FLAGS,
+        _directory_flags=_DIRECTORY_FLAGS,
+        _python=python,
+        _exec_ok=exec_ok,
+        _netns=netns,
+        _af_unix=AF_UNIX,
+        _valueerror=ValueError,
+    ):
+        if event in _frame_events:
+            if _get_ident() == _main_thread:
+                _refuse(f"{event} on the sandbox's own thread")
+            if event in _tracing_events:  # allowed only to switch it off, through _settrace/_setprofile
+                try:
+                    caller = _getframe(2)
+                    code = caller.f_code
+                    allowed = (code is _tracing_codes[0] or code is _tracing_codes[1]) and caller.f_locals.get(
+                        "function"
+                    ) is None
+                except _valueerror:
+                    allowed = False
+                if not allowed:
+                    _refuse(f"{event}: tracing or profiling could change how the sandbox's own code runs")
+        elif event == "open":
             path, mode, flags = args
-            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                isinstance(flags, int) and flags & _WRITE_FLAGS
-            )
-            if writes and not inside(path):
-                refuse(f"writing {path!r}, outside the working directory")
-        elif event in _PATH_EVENTS:
-            positions, dir_fd_at = _PATH_EVENTS[event]
-            dir_fd = args[dir_fd_at] if dir_fd_at is not None and dir_fd_at < len(args) else None
+            name = _text(path)
+            if name is None:
+                if _type(path) is _int:
+                    return  # an already open descriptor
+                _refuse(f"opening a path of type {_type(path).__name__} (use str, bytes or pathlib)")
+            os_open = mode is None  # os.open: the path may be relative to a dir_fd its event does not show
+            fulls = _places(name, None, os_open)
+            for full in fulls:
+                if _memory(full):
+                    _refuse(f"opening {path!r}: reading a process's memory")
+            if _type(flags) is _int and flags & _write_flags:
+                for full in fulls:
+                    if not _inside(full):
+                        _refuse(f"writing {path!r}, outside the working directory")
+            elif os_open:
+                directory = _type(flags) is _int and flags & _directory_flags
+                for full in fulls:
+                    if not _inside(full) and (directory or _is_directory(full)):
+                        _refuse(
+                            f"opening the directory {path!r}, outside the working directory (paths relative to it "
+                            "would escape these checks)"
+                        )
+        elif event in _path_event_names:
+            for spec in _path_events:
+                if spec[0] == event:
+                    break
+            _, positions, dir_fd_at = spec
+            dir_fd = args[dir_fd_at] if dir_fd_at is not None and dir_fd_at < _len(args) else None
             for i in positions:
-                if not inside(args[i], dir_fd):
-                    refuse(f"{event} on {args[i]!r}, outside the working directory")
+                target = args[i]
+                name = _text(target)
+                if name is None:
+                    if _type(target) is _int and _descriptor_inside(target):
+                        continue
+                    if event == "shutil.rmtree":
+                        continue  # the os calls it makes are checked one by one
+                    _refuse(f"{event} on {target!r}, outside the working directory")
+                for full in _places(name, dir_fd, False):
+                    if not _inside(full):
+                        _refuse(f"{event} on {target!r}, outside the working directory")
+        elif event in _always_refused:
+            _refuse(f"{event}: {_always_refused[event]}")
+        elif event == "import":
+            name = _text(args[0])
+            if name is not None and name.rpartition(".")[2] in _refused_imports:
+                _refuse(f"importing {name}")
         elif event == "socket.__new__":
-            family = args[1]
-            if family != AF_UNIX:
-                refuse(f"opening a network socket (family {family})")
-        elif event in _SOCKET_ADDRESS_EVENTS:
-            address = args[1]
-            if isinstance(address, str | bytes):  # a Unix socket: a file, or an abstract name
-                name = os.fsdecode(address)
-                abstract = name.startswith("\0")
-                if (abstract and not netns) or (not abstract and not inside(name)):
-                    refuse(f"{event} to {name!r}")
-        elif event in ("os.kill", "os.killpg"):
+            if args[1] != _af_unix:
+                _refuse(f"opening a network socket (family {args[1]})")
+        elif event in _socket_address_events:
+            name = _text(args[1])
+            if name is not None:  # a Unix socket: a file, or an abstract name
+                if name.startswith("\0"):
+                    if not _netns:
+                        _refuse(f"{event} to {name!r}")
+                elif not _inside(_places(name, None, False)[0]):
+                    _refuse(f"{event} to {name!r}")
+        elif event == "os.kill" or event == "os.killpg":
             pid = args[0]
-            if not (isinstance(pid, int) and pid > 0 and ((event == "os.kill" and pid == getpid()) or own_child(pid))):
+            ok = _type(pid) is _int and pid > 0 and ((event == "os.kill" and pid == _getpid()) or _own_child(pid))
+            if not ok:
                 target = "process group" if event == "os.killpg" else "process"
-                refuse(f"{event}({pid}, ...): signalling {target} {pid}, which is not this program or its child")
-        elif event in _EXEC_EVENTS:
-            check_exec(args[_EXEC_EVENTS[event]])
+                _refuse(f"{event}({pid}, ...): signalling {target} {pid}, which is not this program or its child")
+        elif event in _exec_event_names:
+            for spec in _exec_events:
+                if spec[0] == event:
+                    break
+            target = args[spec[1]]
+            name = _text(target)
+            full = None if name is None else _places(name, None, False)[0]
+            if not _exec_ok or full != _python:
+                _refuse(f"running {target!r} (only this Python may be started, and only with full OS isolation)")
         elif event == "subprocess.Popen":
-            executable, popen_args = args[0], args[1]
-            check_exec(executable if executable is not None else popen_args)
-        elif event == "os.system":
-            refuse(f"os.system({args[0]!r}): starting a shell")
-        elif event in _INTROSPECTION:
-            refuse(f"{event}: inspecting the interpreter's objects")
-
-    def guard(event: str, args: tuple) -> None:
-        if event in watched:
-            hook(event, args)
+            if not _exec_ok:  # with it, the exec that follows is checked (see _fork_exec)
+                executable, program = args[0], args[1]
+                if executable is None and _type(program) in (_list, _tuple) and _len(program):
+                    executable = program[0]
+                shown = executable if _type(executable) in (_str, _bytes) else program
+                _refuse(f"running {shown!r} (no program may be started without full OS isolation)")
+        elif event == "object.__setattr__" or event == "object.__delattr__":
+            target = args[0]
+            if _type(target) is _function and target.__globals__ is _globals:
+                _refuse(f"{event}: changing the sandbox's own function {target.__name__}")
         elif event[:7] == "ctypes.":
-            refuse(f"{event}: calling C code through ctypes")
+            _refuse(f"{event}: calling C code through ctypes")
+
+    watched = frozenset(
+        {
+            "open",
+            "import",
+            "socket.__new__",
+            "os.kill",
+            "os.killpg",
+            "subprocess.Popen",
+            "object.__setattr__",
+            "object.__delattr__",
+            *path_event_names,
+            *exec_event_names,
+            *_FRAME_EVENTS,
+            *_ALWAYS_REFUSED,
+            *_SOCKET_ADDRESS_EVENTS,
+        }
+    )
+
+    def guard(event, args, _watched=watched, _hook=hook, _startswith=str.startswith):
+        if event in _watched or _startswith(event, "ctypes."):
+            _hook(event, args)
 
     return guard
 
@@ -825,6 +1352,9 @@ def main() -> int:
     os.environ.update({"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"})
     for name in [m for m in sys.modules if m == "ctypes" or m.startswith("ctypes.")]:
         del sys.modules[name]  # used here, but a program's `import ctypes` must meet the guard
+    # subprocess's C fork_exec runs programs without an audit event: ours execs through os.execv, which has one.
+    subprocess._fork_exec = _fork_exec
+    sys.modules.pop("_posixsubprocess", None)
     gc.freeze()  # the children's collections then leave the server's objects, and their shared pages, alone
     _send({"layers": slot.layers})
     while (request := _receive()) is not None:
