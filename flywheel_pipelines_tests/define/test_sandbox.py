@@ -192,6 +192,20 @@ def test_a_repository_test_suite_runs_with_pytest_from_a_read_only_virtualenv():
     assert failing.status == "failed" and "1 failed" in failing.output
 
 
+def test_an_import_path_under_the_machines_tmp_is_visible_read_only_behind_the_private_tmp():
+    """A checkout (and its virtualenv) can live under /tmp, which the sandbox covers with a private tmpfs."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as outside:
+        os.chmod(outside, 0o755)
+        Path(outside, "shop_helpers.py").write_text("def double(x):\n    return 2 * x\n")
+        code = f"import shop_helpers\nassert shop_helpers.double(2) == 4\nopen({outside!r} + '/x', 'w')\n"
+        result = run_program(Program(code, {}, [outside]), timeout_s=10)
+        assert result.status in ("refused", "failed") and "x" not in os.listdir(outside), result.detail
+        assert "shop_helpers" not in result.reason  # it was imported: the write was what failed
+        assert run_program(Program("import shop_helpers", {}, [outside]), timeout_s=10).passed
+
+
 def test_canonical_humaneval_solutions_pass_and_wrong_ones_fail():
     problems = humaneval.humaneval_problems(5)
     chat_style = [f"Here you go:\n```python\n{p['prompt']}{p['canonical_solution']}```\nDone." for p in problems]

@@ -130,6 +130,13 @@ def _read_only_everywhere() -> None:
     _call("syscall", *(ctypes.c_long(a) if isinstance(a, int) else a for a in (SYS_MOUNT_SETATTR, *args)))
 
 
+def _read_only(path: str) -> None:
+    """`path`'s mount (a bind mount, say) and those under it read-only and nosuid."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, 0, 0)
+    args = (AT_FDCWD, os.fsencode(path), AT_RECURSIVE, ctypes.addressof(attr), ctypes.sizeof(attr))
+    _call("syscall", *(ctypes.c_long(a) if isinstance(a, int) else a for a in (SYS_MOUNT_SETATTR, *args)))
+
+
 def _prctl(option: int, value: int) -> None:
     _call("prctl", ctypes.c_int(option), ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
 
@@ -171,6 +178,7 @@ class Slot:
         self.netns = self.mountns = self.pidns = self.read_only = self.userns = self.own_proc = False
         self.exposed: list[str] = []
         self.overmounted: dict[str, int] = {}  # a hidden directory -> an O_PATH fd to the original
+        self.machine_tmp: int | None = None  # an O_PATH fd to the machine's /tmp, under our private one
         self.layers: list[dict] = []
         real_root = os.geteuid() == 0
         _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of a program come back here to be reaped, not to init
@@ -179,9 +187,11 @@ class Slot:
         if real_root and config.get("uid"):
             self.uid = int(config["uid"])
             os.chmod(self.base, 0o711)
-            python_dir = os.path.dirname(os.path.realpath(sys.executable))
-            for path in sorted({sys.base_prefix, sys.base_exec_prefix, sys.prefix, python_dir}, key=len):
-                self.expose(path)
+        # The interpreter must stay visible: behind a 0700 ancestor (root's home) or under the machine's /tmp (a
+        # clone checked out there), which our private /tmp hides.
+        python_dir = os.path.dirname(os.path.realpath(sys.executable))
+        for path in sorted({sys.base_prefix, sys.base_exec_prefix, sys.prefix, python_dir}, key=len):
+            self.expose(path)
         self.max_processes_extra = 0
         if self.uid is None and not self.userns:  # RLIMIT_NPROC counts every process of our uid
             self.max_processes_extra = sum(1 for _ in _processes_of(os.getuid())) + 8
@@ -229,6 +239,7 @@ class Slot:
     def _private_tmp(self, size: int) -> str:
         """An empty tmpfs on /tmp (and /dev/shm) seen by this server only: working directories live there, the
         machine's /tmp is out of sight, and a program can fill at most `size` bytes."""
+        self.machine_tmp = os.open("/tmp", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID, f"size={size},mode=0711")
         with contextlib.suppress(OSError):
             _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID, f"size={min(size, 64 << 20)},mode=1777")
@@ -237,10 +248,21 @@ class Slot:
     def expose(self, path: str) -> None:
         """Make `path` readable for the unprivileged uid although an ancestor (say a 0700 /root holding the Python
         installation) is not: that ancestor is covered with an empty tmpfs into which only `path` is bind-mounted."""
-        if self.uid is None or not self.mountns or not os.path.isabs(path):
+        if not self.mountns or not os.path.isabs(path):
             return
         path = os.path.normpath(path)
         if any(path == p or path.startswith(p + "/") for p in self.exposed):
+            return
+        if path.startswith("/tmp/") and self.machine_tmp is not None:
+            # Under the machine's /tmp, hidden by our private one: bind the original in, read-only.
+            if not os.path.exists(f"/proc/self/fd/{self.machine_tmp}/{path[len('/tmp/') :]}"):
+                return
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(f"/proc/self/fd/{self.machine_tmp}/{path[len('/tmp/') :]}", path, None, MS_BIND | MS_REC)
+            _read_only(path)
+            self.exposed.append(path)
+            return
+        if self.uid is None:
             return
         parts = path.strip("/").split("/")
         for depth in range(1, len(parts)):
