@@ -58,6 +58,7 @@ bench: setup model
 	$(BIN)/python bench/incremental_crawl.py
 	$(BIN)/python bench/dedup_stdlib.py
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/feedback_ingestion.py
 
 clean:
 	rm -rf data/assets data/adapters data/datasets data/dagster data/mlflow data/sources data/feedback.db data/catalog.db

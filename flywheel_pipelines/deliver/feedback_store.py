@@ -269,7 +269,16 @@ class FeedbackStore:
                     }
                 )
         if rows:
-            conn.execute(self._insert_new_events(), rows)
+            insert_new = self._insert_new_events()
+            if self.engine.dialect.name in ("sqlite", "postgresql"):
+                # What the insert itself reports: an id another writer stored after the look-up above is a duplicate.
+                inserted = set(conn.scalars(insert_new.returning(feedback_events.c.event_id), rows))
+                outcomes = [
+                    "duplicate" if outcome == "stored" and post.event_id not in inserted else outcome
+                    for post, outcome in zip(posts, outcomes, strict=True)
+                ]
+            else:
+                conn.execute(insert_new, rows)
         return outcomes
 
     def _insert_new_events(self):

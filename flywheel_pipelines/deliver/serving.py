@@ -7,6 +7,7 @@ catalogue asks the adapter exactly what it learnt; the web layer is in `api.py`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import string
 import threading
@@ -484,6 +485,12 @@ class ModelServer:
             self.current = loaded
             self.last_error = None
             log.info("now serving %s (was %s)", loaded.name, previous.name if previous else "nothing")
+            # The old model's objects were frozen at start-up (api.create_app): let a collection see them again,
+            # then freeze what is left, the new model included.
+            del previous
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
             return True
 
     def start_polling(self, interval_s: float) -> None:
