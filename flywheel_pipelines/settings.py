@@ -13,6 +13,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from upath import UPath
 
 from flywheel_pipelines.define.tasks import TASKS
 
@@ -255,6 +256,11 @@ class EvaluationSettings(_Section):
     sandbox_timeout_s: float = Field(default=5.0, gt=0, description="Wall-clock limit per executed sample.")
     sandbox_workers: int = Field(default=2, ge=1, description="Parallel sandboxed programs (capped by the cores).")
     memorisation: MemorisationSettings = MemorisationSettings()
+    reuse_answers: bool = Field(
+        default=True,
+        description="A model (base, champion) that answered exactly these questions with these settings before is "
+        "not asked again: its answers come from data/eval_answers.db.",
+    )
 
     @field_validator("pass_k", "humaneval_task_ids")
     @classmethod
@@ -355,6 +361,11 @@ class Settings(_Section):
     """Everything the flywheel reads from flywheel.yaml."""
 
     data_dir: str = "data"
+    assets_dir: str | None = Field(
+        default=None,
+        description="Where asset values are stored: a folder, or an fsspec URL (s3://bucket/flywheel/assets, "
+        "gs://...; install the s3 or gcs extra); unset: <data_dir>/assets.",
+    )
     sources: list[SourceSettings] = Field(min_length=1)
     discover: DiscoverSettings = DiscoverSettings()
     curate: CurateSettings = CurateSettings()
@@ -397,9 +408,12 @@ class Settings(_Section):
         return self.resolve(self.data_dir)
 
     @property
-    def assets_path(self) -> Path:
-        """Where every asset's value is stored, one file per asset (and per source partition)."""
-        return self.data_path / "assets"
+    def assets_path(self) -> Path | UPath:
+        """Where every asset's value is stored, one file per asset (and per source partition): a local folder, or a
+        universal path on object storage when `assets_dir` is a URL."""
+        if self.assets_dir is None:
+            return self.data_path / "assets"
+        return UPath(self.assets_dir) if "://" in self.assets_dir else self.resolve(self.assets_dir)
 
     @property
     def feedback_database_url(self) -> str:
@@ -422,7 +436,8 @@ class Settings(_Section):
     @property
     def mlflow_artifact_location(self) -> str:
         loc = self.tracking.artifact_location
-        return loc if "://" in loc else self.resolve(loc).as_uri()
+        # A URI (s3://, gs://, or mlflow-artifacts:/ through a tracking server) as it is; a path made absolute.
+        return loc if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", loc) else self.resolve(loc).as_uri()
 
     @property
     def base_model_reference(self) -> str:

@@ -8,6 +8,7 @@ from flywheel_pipelines.define.adapters import launch_training, train_adapters
 from flywheel_pipelines.define.base_model import describe, resolve_base_model
 from flywheel_pipelines.define.datasets import benchmark_texts, write_dataset
 from flywheel_pipelines.define.distil.dataset import build_dataset, quarantine_rows, teacher_report, templates_used
+from flywheel_pipelines.define.evaluate.answer_cache import AnswerCache
 from flywheel_pipelines.define.evaluate.sandbox import isolation_layers
 from flywheel_pipelines.define.evaluate.scoring import (
     ModelUnderTest,
@@ -285,7 +286,13 @@ def eval_scores(
     )
     for problem_id, reason in dropped.items():
         context.log.info(f"repository problem {problem_id} left out: {reason}")
-    evaluation = evaluate_models(models, plan, settings.evaluation, settings.base_model.dtype)
+    cache = AnswerCache(settings.data_path / "eval_answers.db") if settings.evaluation.reuse_answers else None
+    try:
+        evaluation = evaluate_models(models, plan, settings.evaluation, settings.base_model.dtype, cache)
+    finally:
+        if cache is not None:
+            context.log.info(f"answers reused for {cache.hits} of {cache.hits + cache.misses} generation calls")
+            cache.close()
     comparison = comparison_table(evaluation.scores)
     layers = [str(layer) for layer in isolation_layers()]
     log_evaluation(

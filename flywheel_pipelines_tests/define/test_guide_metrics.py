@@ -377,3 +377,37 @@ def test_sampled_pass_at_k_is_reported_where_n_allows_and_every_model_gets_the_s
     assert answers["base"] == answers["candidate"]  # the same model with the same seeds samples the same answers
     assert len(set(answers["base"][2:5])) > 1  # samples of one problem differ from each other
     assert all(s["verdict"] != "passed" for s in evaluation.samples)  # a random tiny model solves nothing
+
+
+def test_a_model_that_answered_these_questions_before_is_not_asked_again(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from flywheel_pipelines.define.evaluate import scoring
+    from flywheel_pipelines.define.evaluate.answer_cache import AnswerCache, model_fingerprint
+    from flywheel_pipelines.define.evaluate.humaneval import humaneval_problems
+    from flywheel_pipelines.define.evaluate.scoring import EvaluationPlan, ModelUnderTest, evaluate_models
+    from flywheel_pipelines.settings import EvaluationSettings
+
+    settings = EvaluationSettings(max_new_tokens=6, batch_size=4, sandbox_workers=2)
+    plan = EvaluationPlan(humaneval=humaneval_problems(2))
+    model = [ModelUnderTest("base", "tiny", tiny_model_dir)]
+    cache = AnswerCache(tmp_path / "answers.db")
+    first = evaluate_models(model, plan, settings, cache=cache)
+    assert (cache.hits, cache.misses) == (0, 1)
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a model whose answers are cached was loaded")
+
+    monkeypatch.setattr(scoring, "load_for_generation", must_not_load)
+    again = evaluate_models(model, plan, settings, cache=cache)
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert again.scores == first.scores and [s["answer"] for s in again.samples] == [s["answer"] for s in first.samples]
+    with pytest.raises(AssertionError, match="was loaded"):  # other settings: another question, asked again
+        evaluate_models(model, plan, EvaluationSettings(max_new_tokens=7, batch_size=4), cache=cache)
+    cache.close()
+    # Other weights are another model.
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "copy")
+    assert model_fingerprint(copy, None, "auto") == model_fingerprint(tiny_model_dir, None, "auto")
+    (copy / "config.json").write_text((copy / "config.json").read_text().replace("}", ', "x": 1}', 1))
+    assert model_fingerprint(copy, None, "auto") != model_fingerprint(tiny_model_dir, None, "auto")
+    assert model_fingerprint(tiny_model_dir, None, "float32") != model_fingerprint(tiny_model_dir, None, "auto")

@@ -14,10 +14,11 @@ Suites:
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from flywheel_pipelines.define.evaluate import humaneval
+from flywheel_pipelines.define.evaluate.answer_cache import AnswerCache, model_fingerprint
 from flywheel_pipelines.define.evaluate.generate import (
     Sampling,
     continue_answers,
@@ -135,9 +136,15 @@ def _exec_problems(plan: EvaluationPlan) -> list[_ExecProblem]:
 
 
 def evaluate_models(
-    models: list[ModelUnderTest], plan: EvaluationPlan, settings: EvaluationSettings, dtype: str = "auto"
+    models: list[ModelUnderTest],
+    plan: EvaluationPlan,
+    settings: EvaluationSettings,
+    dtype: str = "auto",
+    cache: AnswerCache | None = None,
 ) -> Evaluation:
-    """Every model answers the same questions; executable answers run in the sandbox."""
+    """Every model answers the same questions; executable answers run in the sandbox. With a `cache`, a model that
+    answered exactly these questions with these settings before (the base model, the champion) is not asked again
+    (it is not even loaded)."""
     exec_problems = _exec_problems(plan)
     tasks = [(task, examples) for task, examples in sorted(plan.task_examples.items()) if examples]
     task_questions = [(e["instruction"], e["input"]) for _, examples in tasks for e in examples]
@@ -146,28 +153,51 @@ def evaluate_models(
         if settings.samples_per_problem
         else None
     )
+    options = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
+    questions = task_questions + [p.question for p in exec_problems]
+    exec_questions = [p.question for p in exec_problems]
+    probe_prompts = [(p.instruction, p.input, p.prefix) for p in plan.probes]
+    continue_options = {"max_new_tokens": settings.memorisation.max_new_tokens, "batch_size": settings.batch_size}
     result = Evaluation([], [])
     for m in models:
-        model, tokenizer = load_for_generation(m.base_model_path, m.adapter_path, dtype)
-        options = {"max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size}
-        greedy = generate_answers(model, tokenizer, task_questions + [p.question for p in exec_problems], **options)
+        loaded: list = []
+
+        def model_and_tokenizer(m: ModelUnderTest = m, loaded: list = loaded) -> tuple:
+            if not loaded:
+                loaded.extend(load_for_generation(m.base_model_path, m.adapter_path, dtype))
+            return tuple(loaded)
+
+        fingerprint = model_fingerprint(m.base_model_path, m.adapter_path, dtype) if cache else ""
+
+        def answers(kind: str, call: dict, prompts: list, generate, fingerprint: str = fingerprint) -> list:
+            if cache is None:
+                return generate()
+            return cache.get_or_generate(fingerprint, {"kind": kind, **call, "prompts": prompts}, generate)
+
+        greedy = answers(
+            "greedy", options, questions, lambda: generate_answers(*model_and_tokenizer(), questions, **options)
+        )
         sampled = (
-            sample_answers(model, tokenizer, [p.question for p in exec_problems], sampling, **options)
+            answers(
+                "sampled",
+                {**options, **asdict(sampling)},
+                exec_questions,
+                lambda: sample_answers(*model_and_tokenizer(), exec_questions, sampling, **options),
+            )
             if sampling and exec_problems
             else []
         )
         continuations = (
-            continue_answers(
-                model,
-                tokenizer,
-                [(p.instruction, p.input, p.prefix) for p in plan.probes],
-                max_new_tokens=settings.memorisation.max_new_tokens,
-                batch_size=settings.batch_size,
+            answers(
+                "continue",
+                continue_options,
+                probe_prompts,
+                lambda: continue_answers(*model_and_tokenizer(), probe_prompts, **continue_options),
             )
             if plan.probes and plan.span_index is not None
             else []
         )
-        del model
+        loaded.clear()
         gc.collect()
         task_answers, exec_greedy = greedy[: len(task_questions)], greedy[len(task_questions) :]
         offset = 0
