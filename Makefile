@@ -13,14 +13,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test setup model ui mlflow lint bench clean
+.PHONY: run test setup model chromium ui mlflow lint bench clean
 
 run: setup model
 	$(BIN)/flywheel turn
 	@echo
 	@$(BIN)/flywheel where
 
-test: setup model
+test: setup model chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -41,6 +41,17 @@ model: $(DEFAULT_MODEL)
 
 $(DEFAULT_MODEL): | $(INSTALLED)
 	$(BIN)/flywheel model fetch
+
+# The UI test drives Debian's chromium through Playwright; never `playwright install` (it downloads a browser).
+# Installed only when missing; the package lists are refreshed only if the first attempt fails.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the UI test (apt-get install chromium)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium >/dev/null 2>&1 \
+	    || { apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; }; \
+	} || { echo "error: chromium is missing and 'apt-get install -y chromium' failed; install it (as root) and re-run" >&2; exit 1; }
+	@command -v chromium >/dev/null 2>&1 || { echo "error: chromium is still not on PATH after installing it" >&2; exit 1; }
 
 ui: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
