@@ -70,6 +70,7 @@ bench: setup model
 	$(BIN)/python bench/dedup_stdlib.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/feedback_ingestion.py
+	$(BIN)/python bench/flywheel_latency.py  # about 15 minutes: a first turn, then the timed one
 
 clean:
 	rm -rf data/assets data/adapters data/datasets data/dagster data/mlflow data/sources data/feedback.db data/catalog.db
