@@ -579,7 +579,7 @@ def where(ctx: typer.Context) -> None:
     scores_file = assets / "eval_scores.parquet"
     if scores_file.exists():
         print(f"Eval table:  {scores_file}\n")
-        print(comparison_table(pd.read_parquet(scores_file).to_dict("records")))
+        print(comparison_table(pd.read_parquet(str(scores_file)).to_dict("records")))
     else:
         print(f"No eval scores yet: {NOT_RUN_YET}.")
 

@@ -1,5 +1,6 @@
 """Resources: the settings, the feedback store, MLflow, and the IO manager that stores asset values as files."""
 
+import io
 import json
 import os
 from functools import cached_property
@@ -10,6 +11,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from upath import UPath
 
 from flywheel_pipelines.define.distil.teacher import Teacher, TeacherCache, TeacherConfig
 from flywheel_pipelines.define.tracking import Tracking
@@ -73,55 +75,94 @@ def table_records(df: pd.DataFrame) -> list[dict]:
     return pa.Table.from_pandas(df, preserve_index=False).to_pylist() if len(df) else []
 
 
+def asset_root(base: str | os.PathLike[str]) -> Path | UPath:
+    """A local folder as a `Path`, a URL (`s3://bucket/flywheel/assets`, `gs://...`, `memory://...`, `file://...`) as
+    a universal path on the fsspec filesystem of its scheme."""
+    if isinstance(base, UPath | Path):
+        return base
+    text = os.fspath(base)
+    return UPath(text) if "://" in text else Path(text)
+
+
+def _local(path: Path | UPath) -> bool:
+    """On the local disk, where a rename is atomic (a plain path or a file:// URL)."""
+    return isinstance(path, Path) or path.protocol in ("file", "local")
+
+
 class AssetFiles:
-    """Where asset values live: `<base>/<asset>.parquet|json`, or `<base>/<asset>/<partition>.parquet|json`."""
+    """Where asset values live: `<base>/<asset>.parquet|json`, or `<base>/<asset>/<partition>.parquet|json`. The base
+    is a local folder or any fsspec URL (s3://, gs://, ...), so object storage replaces the local disk by config."""
 
-    def __init__(self, base_dir: str | Path):
-        self.base_dir = Path(base_dir)
+    def __init__(self, base_dir: str | os.PathLike[str]):
+        self.base_dir = asset_root(base_dir)
 
-    def path(self, asset: str, partition: str | None, suffix: str) -> Path:
+    def path(self, asset: str, partition: str | None, suffix: str) -> Path | UPath:
         folder = self.base_dir / asset
-        return (folder / partition).with_suffix(suffix) if partition else folder.with_suffix(suffix)
+        # The suffix is appended, not swapped in: a source named `web.v2` keeps its whole name.
+        return folder / f"{partition}{suffix}" if partition else folder.with_suffix(suffix)
 
-    def write(self, asset: str, partition: str | None, value: Any) -> Path:
+    def write(self, asset: str, partition: str | None, value: Any) -> Path | UPath:
         if isinstance(value, pd.DataFrame):
-            path = self.path(asset, partition, ".parquet")
-            write = lambda p: value.to_parquet(p, index=False)  # noqa: E731
+            path, data = self.path(asset, partition, ".parquet"), _parquet_bytes(value)
         elif isinstance(value, dict | list):
             path = self.path(asset, partition, ".json")
-            write = lambda p: p.write_text(json.dumps(value, indent=2, default=str))  # noqa: E731
+            data = json.dumps(value, indent=2, default=str).encode()
         else:
             raise TypeError(f"{asset}: cannot store a {type(value).__name__}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        write(partial)
-        os.replace(partial, path)  # readers never see a half-written file
+        if _local(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(data)
+            os.replace(os.fspath(partial), os.fspath(path))  # readers never see a half-written file
+        else:
+            # One whole-object upload: object stores show the old object or the new one, never a part (a rename
+            # there would be a copy). Their folders are implicit, so there is nothing to create first.
+            path.write_bytes(data)
         return path
 
     def read(self, asset: str, partition: str | None = None) -> Any | None:
         """The stored value, or None when it was never materialised."""
         if (parquet := self.path(asset, partition, ".parquet")).exists():
-            return pd.read_parquet(parquet)
+            with parquet.open("rb") as f:
+                return pd.read_parquet(f)
         if (js := self.path(asset, partition, ".json")).exists():
-            return json.loads(js.read_text())
+            return json.loads(js.read_bytes())
         return None
 
     def records(self, asset: str, partition: str | None = None) -> list[dict]:
         """A stored table as plain Python records (lists stay lists, not numpy arrays), empty when never
         materialised: the previous value an incremental run reuses."""
         path = self.path(asset, partition, ".parquet")
-        return pq.read_table(path).to_pylist() if path.exists() else []
+        if not path.exists():
+            return []
+        with path.open("rb") as f:
+            return pq.read_table(f).to_pylist()
 
-    def forget_partition(self, partition: str) -> list[Path]:
-        removed = [p for p in self.base_dir.glob(f"*/{partition}.*") if p.suffix in (".parquet", ".json")]
+    def forget_partition(self, partition: str) -> list[Path | UPath]:
+        if not self.base_dir.exists():
+            return []
+        removed = [
+            p
+            for folder in self.base_dir.iterdir()
+            if folder.is_dir()
+            for p in (folder / f"{partition}.parquet", folder / f"{partition}.json")
+            if p.exists()
+        ]
         for p in removed:
             p.unlink()
         return removed
 
 
+def _parquet_bytes(df: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
 class FlywheelIOManager(dg.ConfigurableIOManager):
-    """Tables as Parquet, small records as JSON, one file per asset (and per source partition) under `base_dir` —
-    readable without Dagster. An unpartitioned asset reading a partitioned one gets every source's rows at once."""
+    """Tables as Parquet, small records as JSON, one file per asset (and per source partition) under `base_dir` — a
+    local folder or an fsspec URL such as s3://bucket/flywheel/assets — readable without Dagster. An unpartitioned
+    asset reading a partitioned one gets every source's rows at once."""
 
     base_dir: str
 
